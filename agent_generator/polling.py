@@ -1,0 +1,154 @@
+"""The polling loop shared by the four operations: follow one job until it ends.
+
+Per answer (see the protocol and ``PollPolicy``):
+
+- Each poll asks ``?wait=W``, W = the current jittered interval capped by
+  ``policy.max_wait``, the request timeout and the remaining budget. A long-polling
+  service answers as soon as the job changes; one that does not answers at once.
+- A change of status or progress is reported through ``on_update`` (once) and the
+  job is polled again at once. Only a status change resets the interval.
+- No change: the interval doubles (up to ``max_interval``). If the service held the
+  poll for its whole ``wait`` (long-poll), poll again at once -- the hold was the wait;
+  if it answered early, sleep the rest of the planned interval.
+- ``Retry-After`` on any answer (or on a 429/503) delays the next poll at least that long.
+- Transient errors are retried with the same backoff until ``max_consecutive_errors``
+  in a row; one good answer resets the count.
+- Terminal: ``completed`` returns the validated result, ``failed`` raises JobFailed,
+  ``cancelled`` raises JobCancelled. The budget running out raises PollTimeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from agent_generator.exceptions import (
+    JobCancelled,
+    JobFailed,
+    PollTimeout,
+    TransientError,
+)
+from agent_generator.jobs import JobUpdate, Operation, PollAnswer
+from agent_generator.policy import Backoff, PollPolicy
+from agent_generator.results import Result, parse_result
+from agent_generator.waiting import Waiter
+
+__all__ = ["HELD_FRACTION", "follow_job"]
+
+logger = logging.getLogger(__name__)
+
+HELD_FRACTION = 0.9
+"""An answer that took at least this share of its ``wait`` counts as held (long-poll)."""
+
+PollFn = Callable[..., Awaitable[PollAnswer]]
+UpdateFn = Callable[[JobUpdate], Awaitable[None]]
+
+
+async def follow_job(
+    *,
+    poll: PollFn,
+    job_id: str,
+    operation: Operation,
+    policy: PollPolicy,
+    waiter: Waiter,
+    wait_cap: float,
+    on_update: UpdateFn | None = None,
+    status: str | None = None,
+) -> Result:
+    """Poll ``job_id`` through ``poll(job_id=..., wait=...)`` until it ends; return its result.
+
+    ``status`` is the status already known (``"queued"`` right after submit, ``None`` when
+    resuming) so that only real changes are reported. ``StopRequested`` from the waiter
+    propagates to the caller, which decides between DELETE and detach.
+    """
+    backoff = Backoff(policy=policy)
+    errors = 0
+    percent: int | None = None
+    phase: str | None = None
+    while True:
+        waiter.check()
+        remaining = waiter.remaining()
+        if remaining <= 0:
+            raise PollTimeout(f"job {job_id}: polling budget of {policy.budget:g} s spent")
+        planned = backoff.next_wait()
+        wait = max(min(planned, wait_cap, remaining), 0.0)
+        started = time.monotonic()
+        try:
+            answer = await waiter.race(poll(job_id=job_id, wait=wait))
+        except TransientError as exc:
+            errors += 1
+            logger.warning(
+                "agent generator poll failed job_id=%s error_type=%s attempt=%s/%s",
+                job_id,
+                exc.error_type,
+                errors,
+                policy.max_consecutive_errors,
+            )
+            if errors >= policy.max_consecutive_errors:
+                raise
+            backoff.grow()
+            delay = planned if exc.retry_after is None else max(planned, exc.retry_after)
+            await waiter.sleep(delay)
+            continue
+        errors = 0
+        elapsed = time.monotonic() - started
+
+        status_changed = answer.status != status
+        progress_changed = (answer.percent, answer.phase) != (percent, phase)
+        status, percent, phase = answer.status, answer.percent, answer.phase
+        if status_changed:
+            backoff.reset()
+            logger.info("agent generator job status job_id=%s status=%s", job_id, status)
+            await _emit(on_update, kind="status", answer=answer)
+        elif progress_changed:
+            await _emit(on_update, kind="progress", answer=answer)
+
+        if answer.terminal:
+            return _finish(answer=answer, operation=operation)
+
+        if status_changed or progress_changed:
+            delay = 0.0
+        else:
+            backoff.grow()
+            held = wait > 0 and elapsed >= HELD_FRACTION * wait
+            delay = 0.0 if held else planned - elapsed
+        if answer.retry_after is not None:
+            delay = max(delay, answer.retry_after)
+        if delay > 0:
+            await waiter.sleep(delay)
+
+
+async def _emit(
+    on_update: UpdateFn | None, *, kind: Literal["status", "progress"], answer: PollAnswer
+) -> None:
+    if on_update is None:
+        return
+    await on_update(
+        JobUpdate(
+            kind=kind,
+            job_id=answer.job_id,
+            status=answer.status,
+            percent=answer.percent,
+            phase=answer.phase,
+        )
+    )
+
+
+def _finish(*, answer: PollAnswer, operation: Operation) -> Result:
+    if answer.status == "failed":
+        raise JobFailed(
+            answer.error or "Job failed",
+            upstream_error_type=answer.error_type,
+        )
+    if answer.status == "cancelled":
+        raise JobCancelled(f"job {answer.job_id} was cancelled by the service")
+    result = parse_result(operation=operation, result=answer.result)
+    logger.info(
+        "agent generator job completed job_id=%s operation=%s type=%s",
+        answer.job_id,
+        operation,
+        result.type,
+    )
+    return result
