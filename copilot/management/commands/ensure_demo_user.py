@@ -1,0 +1,32 @@
+"""``manage.py ensure_demo_user``: the demo login that ``make run`` offers, in DEBUG only."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+DEMO_USERNAME = "demo"
+DEMO_PASSWORD = "demo"
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the demo login (demo / demo, a staff member) if it does not exist. "
+        "Development only: refuses to run unless DEBUG is on."
+    )
+
+    def handle(self, *args, **options) -> None:
+        if not settings.DEBUG:
+            raise CommandError("refusing to create the demo login: DEBUG is off.")
+        user_model = get_user_model()
+        user, created = user_model.objects.get_or_create(
+            username=DEMO_USERNAME, defaults={"is_staff": True, "is_superuser": True}
+        )
+        if created:
+            user.set_password(DEMO_PASSWORD)
+            user.save(update_fields=["password"])
+        state = "created" if created else "exists"
+        self.stdout.write(
+            f"Demo login {state} (DEBUG only): user {DEMO_USERNAME!r}, password {DEMO_PASSWORD!r}."
+        )

@@ -1,0 +1,22 @@
+"""Settings for the test suite: the portal's own, with test-only defaults in the environment.
+
+Anything set in the real environment wins (``make test`` points a second pass at PostgreSQL
+through ``DATABASE_URL``). SQLite tests use a file, not ``:memory:``, so that the runner and
+web processes a test starts can share the test database.
+"""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-" + "x" * 20)
+os.environ.setdefault("COPILOT_RUNNER_IN_PROCESS", "false")
+os.environ.setdefault("AGENT_GENERATOR_POLL_INTERVAL", "0.05")
+os.environ.setdefault("AGENT_GENERATOR_POLL_MAX_INTERVAL", "0.2")
+
+from copilot.settings import *  # noqa: F403
+from copilot.settings import BASE_DIR, DATABASES
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    (BASE_DIR / "var").mkdir(exist_ok=True)
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-{os.getpid()}.sqlite3")}
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
