@@ -39,7 +39,17 @@ async def event_publish(*, job_id: uuid.UUID | str, event: dict) -> None:
 
 
 async def runner_wake(*, job_id: uuid.UUID | str) -> None:
-    """Ask a runner to run the job now (``job.run``); a lost message costs one scan, no more."""
+    """Ask a runner to run the job now (``job.run``); a lost message costs one scan, no more.
+
+    A runner in this process is woken directly; otherwise the message goes to the
+    ``agent-generator`` channel, where any ``runworker`` process may take it.
+    """
+    from copilot.runner import local_runner
+
+    runner = local_runner()
+    if runner is not None:
+        runner.wake(job_id)
+        return
     layer = get_channel_layer()
     if layer is None:
         return

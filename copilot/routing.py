@@ -1,0 +1,41 @@
+"""The ASGI routing table: which app answers which connection or channel."""
+
+from __future__ import annotations
+
+from channels.routing import ChannelNameRouter, ProtocolTypeRouter
+from django.conf import settings
+
+from copilot.broadcast import RUNNER_CHANNEL
+from copilot.config import EMBEDDED_AGENT_GENERATOR
+from copilot.generator import EMBEDDED_MOUNT, embedded_service
+from copilot.runner import JobRunnerConsumer, start_in_process
+
+
+class PrefixMount:
+    """Requests under ``prefix`` go to ``app`` (``root_path`` set), the rest to ``default``."""
+
+    def __init__(self, *, prefix: str, app, default) -> None:
+        self.prefix = prefix.rstrip("/")
+        self.app = app
+        self.default = default
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == self.prefix or path.startswith(self.prefix + "/")):
+            scope = dict(scope, root_path=scope.get("root_path", "") + self.prefix)
+            return await self.app(scope, receive, send)
+        return await self.default(scope, receive, send)
+
+
+def build_application(django_app):
+    http = django_app
+    if settings.AGENT_GENERATOR_URL == EMBEDDED_AGENT_GENERATOR:
+        http = PrefixMount(prefix=EMBEDDED_MOUNT, app=embedded_service(), default=django_app)
+    if settings.COPILOT_RUNNER_IN_PROCESS:
+        start_in_process()
+    return ProtocolTypeRouter(
+        {
+            "http": http,
+            "channel": ChannelNameRouter({RUNNER_CHANNEL: JobRunnerConsumer.as_asgi()}),
+        }
+    )
