@@ -166,3 +166,25 @@ class JobEvent(models.Model):
     def as_message(self) -> dict:
         """The event as it travels through the channel layer and the stream."""
         return {"seq": self.seq, "type": self.type, "data": self.data}
+
+
+class ApiToken(models.Model):
+    """A key a script sends as ``Authorization: Bearer <key>`` to use the JSON API as ``user``.
+
+    Only the key's SHA-256 is stored (``key_hash``): the plain key is shown once, by
+    ``manage.py create_api_token``, and cannot be read back. Delete the row to revoke it.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    name = models.CharField(max_length=100, blank=True, default="", help_text="A label.")
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"API token {self.name or self.pk} of {self.user}"
