@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from channels.routing import ChannelNameRouter, ProtocolTypeRouter
+from channels.auth import AuthMiddlewareStack
+from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter
 from django.conf import settings
+from django.urls import path, re_path
 
 from copilot.broadcast import RUNNER_CHANNEL
 from copilot.config import EMBEDDED_AGENT_GENERATOR
+from copilot.consumers import JobEventStream
 from copilot.generator import EMBEDDED_MOUNT, embedded_service
 from copilot.runner import JobRunnerConsumer, start_in_process
 
@@ -28,9 +31,20 @@ class PrefixMount:
 
 
 def build_application(django_app):
-    http = django_app
+    http = URLRouter(
+        [
+            # Served by a Channels consumer, not a Django view: Django's ASGI handler keeps
+            # a thread per request for as long as its response lasts (see copilot.consumers).
+            path(
+                "jobs/<uuid:job_id>/events",
+                AuthMiddlewareStack(JobEventStream.as_asgi()),
+                name="job-events",
+            ),
+            re_path(r"", django_app),
+        ]
+    )
     if settings.AGENT_GENERATOR_URL == EMBEDDED_AGENT_GENERATOR:
-        http = PrefixMount(prefix=EMBEDDED_MOUNT, app=embedded_service(), default=django_app)
+        http = PrefixMount(prefix=EMBEDDED_MOUNT, app=embedded_service(), default=http)
     if settings.COPILOT_RUNNER_IN_PROCESS:
         start_in_process()
     return ProtocolTypeRouter(

@@ -109,6 +109,9 @@ class Runner:
         self._stop_event: asyncio.Event | None = None
         self._client: AgentGeneratorClient | None = None
         self.started = threading.Event()
+        self.first_scan = threading.Event()
+        self.first_claimed: list[uuid.UUID] = []
+        self.wakes_received = 0
         self.stopped = threading.Event()
 
     # -- control, from any thread ----------------------------------------------------------
@@ -116,6 +119,7 @@ class Runner:
     def wake(self, job_id: uuid.UUID | str) -> None:
         """Ask the runner to claim and run ``job_id`` now (safe from any thread)."""
         job_id = uuid.UUID(str(job_id))
+        self.wakes_received += 1
         loop = self._loop
         if loop is None or self._wakes is None:
             self._early_wakes.append(job_id)
@@ -164,6 +168,7 @@ class Runner:
                 await self._detach_all()
         finally:
             released = await self._db(leases.leases_release, owner=self.owner)
+            await self._db(_connection_close)
             logger.info("runner stopped owner=%s released=%s", self.owner, released)
             self._db_executor.shutdown(wait=True)
             self.stopped.set()
@@ -183,6 +188,12 @@ class Runner:
             self.stop()
             await runner_task
 
+    async def follow(self, job_ids: list[uuid.UUID]) -> None:
+        """Wait until this runner has let go of each of ``job_ids`` (ended, or lost)."""
+        tasks = [e.task for j in job_ids if (e := self._held.get(j)) and e.task]
+        if tasks:
+            await asyncio.wait(tasks)
+
     async def _db(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run ``fn`` on the runner's one database thread (one connection for the runner)."""
         return await asyncio.get_running_loop().run_in_executor(
@@ -193,9 +204,12 @@ class Runner:
         interval = self.lease_seconds / 2
         while True:
             try:
-                await self.scan()
+                claimed = await self.scan()
+                if not self.first_scan.is_set():
+                    self.first_claimed = claimed
             except Exception:
                 logger.exception("runner scan failed owner=%s", self.owner)
+            self.first_scan.set()
             await asyncio.sleep(interval)
 
     async def scan(self) -> list[uuid.UUID]:
@@ -422,6 +436,10 @@ def _db_call(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         if connection.connection is not None and not connection.is_usable():
             connection.close()
         raise
+
+
+def _connection_close() -> None:
+    connection.close()
 
 
 # -- where the runner lives ------------------------------------------------------------

@@ -70,6 +70,9 @@ TRANSITION_FIELDS = frozenset(
     }
 )
 
+#: Fields whose new value is copied into the transition's event.
+EVENT_FIELDS = ("upstream_job_id", "result", "error_type", "error_message")
+
 
 def _job_locked(*, job_id: uuid.UUID | str, lease_owner: str | None) -> GenerationJob:
     try:
@@ -152,6 +155,8 @@ def job_transition(
         if to == Status.SUBMITTING and job.started_at is None:
             job.started_at = now
         data = {"status": to, "previous": previous, "attempt": job.attempt, "terminal": terminal}
+        # What a reader needs to render the change travels in the event itself.
+        data.update({k: changes[k] for k in EVENT_FIELDS if changes.get(k) not in (None, "")})
         data.update(event_data or {})
         event = _event_add(job, type=event_type or _event_type_for(to), data=data)
         job.save(

@@ -1,0 +1,217 @@
+"""The job event stream: ``GET /jobs/<id>/events`` as server-sent events.
+
+A Channels ``AsyncHttpConsumer`` that keeps its response open on purpose: ``http_request``
+sends the headers and the replay, then *returns* with the response still open, and each
+``job.event`` message from the channel layer lands in :meth:`JobEventStream.job_event`. The
+polling loop is never here; it is in the runner. The order that makes a resume exact:
+
+1. join the job's group first, so nothing published from now on can be missed;
+2. replay ``seq > Last-Event-ID`` from the database (the log is the truth);
+3. forward live events, dropping any ``seq`` already sent and filling any gap from the
+   database (the channel layer may drop a message).
+
+A waiting stream holds no thread and no database connection: its database reads go through
+``database_sync_to_async`` (one shared thread; connections closed after each call), and it
+skips Channels' per-message ``close_old_connections`` hop, which would cost every open
+stream a thread hop for each event broadcast. Heartbeats (``: ping``) keep proxies and the
+browser's watchdog fed; after ``COPILOT_STREAM_MAX_SECONDS`` the stream sends
+``event: reconnect`` and closes, before a load balancer would cut it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.generic.http import AsyncHttpConsumer
+from django.conf import settings
+
+from copilot.broadcast import job_group
+from copilot.exceptions import JobNotFound
+from copilot.models import GenerationJob, JobEvent
+from copilot.presenters import job_as_dict
+from copilot.selectors import events_after, job_get
+from copilot.sse import encode_comment, encode_event, parse_last_event_id
+
+logger = logging.getLogger(__name__)
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    (b"x-accel-buffering", b"no"),
+    (b"x-content-type-options", b"nosniff"),
+]
+
+#: Replay in pages of this many events, so a long log never sits in memory at once.
+REPLAY_PAGE = 500
+
+
+def _frame(event: JobEvent | dict) -> bytes:
+    if isinstance(event, JobEvent):
+        event = event.as_message()
+    return encode_event(id=event["seq"], event=event["type"], data=event["data"])
+
+
+def _is_terminal(event: JobEvent | dict) -> bool:
+    data = event.data if isinstance(event, JobEvent) else event.get("data")
+    return bool(isinstance(data, dict) and data.get("terminal"))
+
+
+@database_sync_to_async
+def _load_job(job_id: uuid.UUID, user) -> GenerationJob | None:
+    try:
+        return job_get(job_id=job_id, user=user)
+    except JobNotFound:
+        return None
+
+
+@database_sync_to_async
+def _events_after(job_id: uuid.UUID, seq: int) -> list[JobEvent]:
+    return events_after(job_id=job_id, seq=seq, limit=REPLAY_PAGE)
+
+
+class JobEventStream(AsyncHttpConsumer):
+    """One browser following one job."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.job_id: uuid.UUID | None = None
+        self.group: str | None = None
+        self.last_sent = 0
+        self.open = False
+        self._timers: list[asyncio.Task] = []
+
+    async def dispatch(self, message: dict) -> None:
+        # Like AsyncConsumer.dispatch, without its close_old_connections() hop per message:
+        # live events touch no database, and that hop would cost every stream a thread switch.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    # -- opening -------------------------------------------------------------------------
+
+    async def http_request(self, message: dict) -> None:
+        if message.get("more_body"):
+            return  # a GET has no body worth waiting for; answer once it is all in
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self._answer(401, b"Log in to follow this job.\n")
+        job_id = self.scope["url_route"]["kwargs"]["job_id"]
+        job = await _load_job(job_id, user)
+        if job is None:
+            await self._answer(404, b"Not found.\n")
+        last = self._last_event_id()
+        if job.is_terminal and last >= job.last_event_seq:
+            await self._answer(204, b"")
+        self.job_id = job.id
+        self.group = job_group(job.id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.send_headers(status=200, headers=SSE_HEADERS)
+        self.open = True
+        if last == 0:
+            await self.send_body(
+                encode_event(event="snapshot", data=job_as_dict(job)), more_body=True
+            )
+        self.last_sent = last
+        if await self._replay():
+            await self._finish()
+        self._timers = [
+            asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._rotate()),
+        ]
+        logger.debug("stream open job=%s from=%s", job.id, last)
+
+    def _last_event_id(self) -> int:
+        for name, value in self.scope.get("headers", []):
+            if name == b"last-event-id":
+                return parse_last_event_id(value.decode("latin-1"))
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        return parse_last_event_id((query.get("last_event_id") or [None])[0])
+
+    async def _answer(self, status: int, body: bytes) -> None:
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store")]
+        await self.send_response(status, body, headers=headers)
+        raise StopConsumer()
+
+    async def _replay(self) -> bool:
+        """Send every stored event after ``last_sent``; True when the terminal one was sent."""
+        while True:
+            events = await _events_after(self.job_id, self.last_sent)
+            if not events:
+                return False
+            await self.send_body(b"".join(_frame(e) for e in events), more_body=True)
+            self.last_sent = events[-1].seq
+            if any(_is_terminal(e) for e in events):
+                return True
+            if len(events) < REPLAY_PAGE:
+                return False
+
+    # -- live ----------------------------------------------------------------------------
+
+    async def job_event(self, message: dict) -> None:
+        if not self.open:
+            return
+        event = message["event"]
+        seq = event["seq"]
+        if seq <= self.last_sent:
+            return  # already sent (replayed, or delivered twice)
+        if seq > self.last_sent + 1:
+            # The layer dropped something: the database has it.
+            if await self._replay():
+                await self._finish()
+            return
+        await self.send_body(_frame(event), more_body=True)
+        self.last_sent = seq
+        if _is_terminal(event):
+            await self._finish()
+
+    async def stream_close(self, message: dict) -> None:
+        """Planned rotation: tell the client to come back at once, and close."""
+        if self.open:
+            await self.send_body(encode_event(event="reconnect", data={"after": self.last_sent}))
+            self.open = False
+        await self._cleanup()
+        raise StopConsumer()
+
+    async def _heartbeat(self) -> None:
+        while self.open:
+            await asyncio.sleep(settings.COPILOT_HEARTBEAT_SECONDS)
+            if self.open:
+                await self.send_body(encode_comment("ping"), more_body=True)
+
+    async def _rotate(self) -> None:
+        await asyncio.sleep(settings.COPILOT_STREAM_MAX_SECONDS)
+        # Through our own channel, so the close is dispatched in turn with live events.
+        await self.channel_layer.send(self.channel_name, {"type": "stream.close"})
+
+    # -- closing -------------------------------------------------------------------------
+
+    async def _finish(self) -> None:
+        """After the terminal event: end the response and stop."""
+        if self.open:
+            await self.send_body(b"", more_body=False)
+            self.open = False
+        await self._cleanup()
+        raise StopConsumer()
+
+    async def http_disconnect(self, message: dict) -> None:
+        self.open = False
+        await self._cleanup()
+        raise StopConsumer()
+
+    async def _cleanup(self) -> None:
+        current = asyncio.current_task()
+        for task in self._timers:
+            if task is not current:
+                task.cancel()
+        self._timers = []
+        if self.group is not None:
+            with contextlib.suppress(Exception):
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+            self.group = None
