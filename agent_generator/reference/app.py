@@ -265,7 +265,7 @@ async def _hold_until_change(job: Job, watcher: DisconnectWatcher, seconds: floa
     loop = asyncio.get_running_loop()
     while True:
         now = time.monotonic()
-        if job.stage(now) != before or now >= deadline:
+        if before.terminal or job.stage(now) != before or now >= deadline:
             return
         next_change = job.next_change_at(now)
         until = deadline if next_change is None else min(deadline, next_change)
