@@ -11,7 +11,9 @@ from datetime import timedelta
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from copilot import services
@@ -113,6 +115,29 @@ class GenerationJobAdmin(ReadOnlyMixin, admin.ModelAdmin):
             self.message_user(request, f"{verb} {done} job(s).", messages.SUCCESS)
         for reason in refused:
             self.message_user(request, f"Not {verb.lower()}: {reason}.", messages.WARNING)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<uuid:job_id>/retry/", view(self.retry_view), name="copilot_job_retry"),
+            path("<uuid:job_id>/cancel/", view(self.cancel_view), name="copilot_job_cancel"),
+            *super().get_urls(),
+        ]
+
+    def _act_on_one(self, request: HttpRequest, job_id, *, verb: str, service):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        job = get_object_or_404(GenerationJob, pk=job_id)
+        if not self.has_view_permission(request, job):
+            return HttpResponseRedirect(reverse("admin:index"))
+        self._act(request, GenerationJob.objects.filter(pk=job.pk), verb=verb, service=service)
+        return HttpResponseRedirect(reverse("admin:copilot_generationjob_change", args=[job.pk]))
+
+    def retry_view(self, request: HttpRequest, job_id):
+        return self._act_on_one(request, job_id, verb="Retried", service=services.job_retry)
+
+    def cancel_view(self, request: HttpRequest, job_id):
+        return self._act_on_one(request, job_id, verb="Cancelled", service=services.job_cancel)
 
     @admin.action(description="Retry the selected failed, timed-out or cancelled jobs")
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:

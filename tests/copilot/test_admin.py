@@ -80,3 +80,33 @@ def test_retry_action_goes_through_the_service(client, staff_user, job):
         follow=True,
     )
     assert "Not retried" in response.content.decode()
+
+
+def test_job_page_offers_retry_after_failure_and_cancel_while_active(client, staff_user, job, user):
+    client.force_login(staff_user)
+    page = reverse("admin:copilot_generationjob_change", args=[job.id])
+    body = client.get(page).content.decode()
+    assert reverse("admin:copilot_job_retry", args=[job.id]) in body
+    assert reverse("admin:copilot_job_cancel", args=[job.id]) not in body
+    assert client.get(reverse("admin:copilot_job_retry", args=[job.id])).status_code == 405
+    response = client.post(reverse("admin:copilot_job_retry", args=[job.id]), follow=True)
+    assert "Retried 1 job(s)." in response.content.decode()
+    job.refresh_from_db()
+    assert (job.status, job.attempt) == ("queued", 2)
+    body = client.get(page).content.decode()
+    assert reverse("admin:copilot_job_cancel", args=[job.id]) in body
+    response = client.post(reverse("admin:copilot_job_cancel", args=[job.id]), follow=True)
+    assert "Cancelled 1 job(s)." in response.content.decode()
+    job.refresh_from_db()
+    assert job.status == "cancelled"
+    # Cancelling again is refused, and says why.
+    response = client.post(reverse("admin:copilot_job_cancel", args=[job.id]), follow=True)
+    assert "Not cancelled" in response.content.decode()
+
+
+def test_job_page_actions_refuse_non_staff(client, user, job):
+    client.force_login(user)
+    response = client.post(reverse("admin:copilot_job_retry", args=[job.id]))
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    job.refresh_from_db()
+    assert job.attempt == 1
