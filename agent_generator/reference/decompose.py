@@ -52,12 +52,11 @@ _UNACHIEVABLE: tuple[tuple[str, str, str], ...] = (
     (
         r"\blottery\b|\bwinning (?:lotto )?numbers\b|\blotto\b",
         "Lottery draws are random, so no agent can predict the winning numbers.",
-        "Every Saturday at 9pm, fetch the official results page "
-        "https://www.national-lottery.example/results and email me the drawn numbers at "
-        "you@example.com",
+        "Every Saturday at 9pm, fetch the official draw results page "
+        "https://results.example.com/draws and email me the drawn numbers at you@example.com",
     ),
     (
-        r"\bread (?:\w+ )?minds?\b|\bmind[- ]read",
+        r"\bread (?:[\w']+ ){0,3}minds?\b|\bmind[- ]read",
         "An agent cannot know what people think; it can only work with what they write.",
         "Every Friday at 4pm, read the answers to our feedback form from "
         "https://sheets.example.com/feedback, summarise them and post the summary to "

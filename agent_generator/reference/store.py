@@ -52,10 +52,13 @@ class JobStore:
         self._fault_attempts.clear()
 
     def prune(self, *, now: float) -> None:
-        """Forget jobs that ended more than ``ttl_seconds`` before ``now``."""
-        expired = [job for job in self._jobs.values() if job.ends_at + self.ttl_seconds < now]
-        for job in expired:
-            self.forget(job)
+        """Forget jobs that ended more than ``ttl_seconds`` before ``now``.
+
+        Iterates over a copy: the embedded service may be used from several threads.
+        """
+        for job in list(self._jobs.values()):
+            if job.ends_at + self.ttl_seconds < now:
+                self.forget(job)
 
     def new_id(self) -> str:
         return secrets.token_urlsafe(16)
