@@ -7,7 +7,8 @@ field of one node to an input field of another.
 Besides what ``GET /api/blocks`` shows (``id``, ``name``, ``description``, ``categories``,
 ``inputs``, ``outputs``), each block carries what the rule-based generator needs:
 
-- ``keywords``: word stems that, found in a step's text, point to this block;
+- ``keywords``: words and phrases that, found in a step's text, point to this block (a
+  trailing ``*`` marks a stem: ``summar*``; see :mod:`agent_generator.reference.text`);
 - ``primary_input`` / ``primary_output``: the fields a link uses when the block sits
   in a chain (``primary_input`` is None for blocks that start a chain, the triggers);
 - ``verb``: a short label used to name agents ("Search the web, summarise and email").

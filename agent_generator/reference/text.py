@@ -10,12 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from functools import cache
-from typing import TypeVar
 
 __all__ = [
     "EMAIL_RE",
     "URL_RE",
-    "best_match",
     "keyword_score",
     "meaningful_words",
     "protect",
@@ -26,91 +24,18 @@ __all__ = [
 EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 URL_RE = re.compile(r"https?://[^\s,;]+[^\s,;.!?)]")
 
-STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "and",
-        "or",
-        "but",
-        "to",
-        "of",
-        "for",
-        "in",
-        "on",
-        "at",
-        "by",
-        "with",
-        "from",
-        "into",
-        "onto",
-        "about",
-        "as",
-        "is",
-        "are",
-        "be",
-        "it",
-        "its",
-        "this",
-        "that",
-        "these",
-        "those",
-        "me",
-        "my",
-        "i",
-        "you",
-        "your",
-        "we",
-        "our",
-        "us",
-        "them",
-        "they",
-        "their",
-        "he",
-        "she",
-        "his",
-        "her",
-        "please",
-        "can",
-        "could",
-        "would",
-        "should",
-        "will",
-        "shall",
-        "do",
-        "does",
-        "did",
-        "just",
-        "some",
-        "any",
-        "all",
-        "get",
-        "make",
-        "want",
-        "need",
-        "like",
-        "so",
-        "then",
-        "also",
-        "up",
-        "out",
-        "over",
-        "very",
-        "really",
-        "thing",
-        "things",
-        "stuff",
-        "something",
-        "help",
-        "agent",
-        "bot",
-    ]
+# Words that say nothing about what an agent should do; "I want marketing insights" has
+# two meaningful words ("want" is here, "marketing" and "insights" are not).
+_STOPWORD_TEXT = (
+    "a an the and or but to of for in on at by with from into onto about as is are be "
+    "it its this that these those me my i you your we our us them they their he she his "
+    "her please can could would should will shall do does did just some any all get make "
+    "want need like so then also up out over very really thing things stuff something "
+    "help agent bot"
 )
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
-# Where a goal splits into steps: sentence ends, "then", "after that", "finally", ";".
-T = TypeVar("T")
-
+# Where a goal splits into steps: sentence ends, ";", "then", "after that", "finally", commas.
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?;])\s+|;\s*")
 _STEP_SPLIT = re.compile(
     r",?\s*\b(?:and then|then|after that|afterwards|finally)\b,?\s*|,\s+(?:and\s+)?",
@@ -132,17 +57,6 @@ def keyword_score(*, text: str, keywords: Iterable[str]) -> int:
     than short, common ones ("every"). 0 means no keyword was found.
     """
     return sum(len(kw.rstrip("*")) for kw in keywords if _keyword_re(kw).search(text))
-
-
-def best_match(*, text: str, candidates: Iterable[tuple[T, Iterable[str]]]) -> T | None:
-    """The candidate whose keywords score highest on ``text`` (first one wins a tie)."""
-    best: T | None = None
-    best_score = 0
-    for candidate, keywords in candidates:
-        score = keyword_score(text=text, keywords=keywords)
-        if score > best_score:
-            best, best_score = candidate, score
-    return best
 
 
 def meaningful_words(text: str) -> list[str]:
