@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from agent_generator.reference.catalogue import BLOCKS, block_by_id, block_by_name
+from agent_generator.reference.extract import cron_from_text
 
 DECOMPOSE = "/api/decompose-description"
 GENERATE = "/api/generate-agent"
@@ -384,3 +385,34 @@ async def test_customise_keeps_nodes_of_unknown_blocks(run_job) -> None:
     assert agent["nodes"][0] == template["nodes"][0]
     assert agent["nodes"][1]["input_default"] == {"to": "a@b.com"}
     assert agent["links"] == template["links"]
+
+
+async def test_update_adds_a_trigger_at_the_start(run_job) -> None:
+    agent = await generate(run_job, {"goal": "Search the web for cats and email them to a@b.com"})
+    request = "add a schedule every Monday at 9:30"
+    updated = (await update(run_job, agent, request))["agent_json"]
+    assert_consistent(updated)
+    assert block_names(updated) == ["Schedule", "Web search", "Send email"]
+    assert updated["nodes"][0]["input_default"]["cron"] == "30 9 * * 1"
+    assert ("Schedule", "message", "Web search", "query") in chain(updated)
+
+
+@pytest.mark.parametrize(
+    ("text", "cron"),
+    [
+        ("every weekday at 8am", "0 8 * * 1-5"),
+        ("every Monday and Friday at 5:15 pm", "15 17 * * 1,5"),
+        ("daily at 18:45", "45 18 * * *"),
+        ("every morning", "0 8 * * *"),
+        ("weekly", "0 9 * * 1"),
+        ("monthly at noon", "0 12 1 * *"),
+        ("hourly", "0 * * * *"),
+        ("every 15 minutes", "*/15 * * * *"),
+        ("every 6 hours", "0 */6 * * *"),
+        ("at weekends at 10am", "0 10 * * 0,6"),
+        ("regularly", None),
+        ("now and then", None),
+    ],
+)
+def test_schedules_become_cron(text: str, cron: str | None) -> None:
+    assert cron_from_text(text) == cron
