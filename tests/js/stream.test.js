@@ -193,6 +193,20 @@ test("a server that accepts and dies with nothing new does not reset the counter
   );
 });
 
+test("a server that accepts and then sends nothing is given up: silence is not health", async () => {
+  const ctx = setup();
+  ctx.net.onRequest = (req) => Promise.resolve().then(() => req.respond(200));
+  ctx.stream.start();
+  await ctx.clock.advance(10 * 60000);
+  assert.equal(ctx.lastState().state, "lost");
+  assert.equal(ctx.net.requests.length, 4);
+  assert.ok(ctx.net.requests.every((req) => req.aborted), "each one ended by the watchdog");
+  assert.deepEqual(
+    ctx.states.filter((s) => s.state === "reconnecting").map((s) => s.reason),
+    ["watchdog", "watchdog", "watchdog"],
+  );
+});
+
 test("a connection that stays open less than a heartbeat and dies costs an attempt", async () => {
   const ctx = setup();
   ctx.stream.start();
