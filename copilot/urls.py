@@ -1,8 +1,26 @@
 """URL routes of the portal (the event stream is routed in copilot.asgi, beside these)."""
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import path
+from django.views.generic import RedirectView
+
+from copilot.views import api, pages
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", RedirectView.as_view(pattern_name="job_list"), name="home"),
+    path("jobs/", pages.job_list, name="job_list"),
+    path("jobs/new/", pages.job_new, name="job_new"),
+    path("jobs/<uuid:job_id>/", pages.job_detail, name="job_detail"),
+    path("jobs/<uuid:job_id>/cancel/", pages.job_cancel, name="job_cancel"),
+    path("jobs/<uuid:job_id>/retry/", pages.job_retry, name="job_retry"),
+    path("jobs/<uuid:job_id>/answer/", pages.job_answer, name="job_answer"),
+    path("jobs/<uuid:job_id>/agent.json", pages.job_agent_download, name="job_agent_json"),
+    path("api/jobs/", api.jobs, name="api_jobs"),
+    path("api/jobs/<str:job_id>/", api.job, name="api_job"),
+    path("api/jobs/<str:job_id>/cancel/", api.job_cancel, name="api_job_cancel"),
+    path("api/jobs/<str:job_id>/retry/", api.job_retry, name="api_job_retry"),
 ]

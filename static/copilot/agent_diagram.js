@@ -1,0 +1,260 @@
+/*
+ * AgentDiagram: draws a generated agent as an SVG picture, in the page, with no dependencies.
+ *
+ * The page holds the diagram's data in a <script type="application/json" id="…"> (Django's
+ * json_script) and an element that names it:
+ *   <figure data-agent-diagram="agent-diagram-data"></figure>
+ * The data (built by copilot.views.display.agent_diagram) is
+ *   {"nodes": [{"id", "label", "block_id", "x", "y"}], "links": [{"source", "sink", "label"}]}
+ *
+ * Nodes are boxes labelled with their block's name, laid out in columns by their distance from
+ * the agent's inputs (a link goes from one column to a later one; the editor's y position orders
+ * the boxes of a column). Links are curves with an arrow, labelled source_name→sink_name.
+ * Every element is made with createElementNS and every text set with textContent: the agent
+ * comes from upstream and is never parsed as markup.
+ *
+ * In Node, `module.exports` is the API (layout is a pure function); in a page it is
+ * `window.AgentDiagram`, and every [data-agent-diagram] is drawn once the DOM is ready.
+ */
+(function (root, factory) {
+  "use strict";
+  const api = factory();
+  if (typeof module === "object" && module && module.exports) {
+    module.exports = api;
+  } else {
+    root.AgentDiagram = api;
+    const doc = root.document;
+    if (doc) {
+      if (doc.readyState === "loading") {
+        doc.addEventListener("DOMContentLoaded", () => api.drawAll(doc));
+      } else {
+        api.drawAll(doc);
+      }
+    }
+  }
+})(typeof globalThis !== "undefined" ? globalThis : this, function () {
+  "use strict";
+
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const NODE_W = 200;
+  const NODE_H = 52;
+  const GAP_X = 110;
+  const GAP_Y = 40;
+  const PAD = 24;
+  const MAX_LABEL = 26;
+
+  /**
+   * Where each node goes: {positions: Map(id -> {x, y}), width, height}. Pure.
+   * A node's column is the length of the longest chain of links leading to it (cycles are cut).
+   * Nodes are {id, y}; links are {source, sink}.
+   */
+  function layout(spec) {
+    const nodes = (spec && spec.nodes) || [];
+    const links = (spec && spec.links) || [];
+    const index = new Map(nodes.map((node, i) => [node.id, i]));
+    const edges = [];
+    for (const link of links) {
+      const s = index.get(link.source);
+      const t = index.get(link.sink);
+      if (s !== undefined && t !== undefined && s !== t) edges.push([s, t]);
+    }
+    const forward = dropBackEdges(nodes.length, edges);
+    const depth = nodes.map(() => 0);
+    // Longest path on what is now acyclic: at most one relaxation round per node.
+    for (let round = 0; round < nodes.length; round++) {
+      let changed = false;
+      for (const [s, t] of forward) {
+        if (depth[t] < depth[s] + 1) {
+          depth[t] = depth[s] + 1;
+          changed = true;
+        }
+      }
+      if (!changed) break;
+    }
+    const columns = [];
+    nodes.forEach((node, i) => {
+      (columns[depth[i]] = columns[depth[i]] || []).push(i);
+    });
+    const positions = new Map();
+    let rows = 0;
+    let cols = 0;
+    columns.forEach((column, col) => {
+      if (!column) return;
+      column.sort((a, b) => {
+        const ya = typeof nodes[a].y === "number" ? nodes[a].y : Infinity;
+        const yb = typeof nodes[b].y === "number" ? nodes[b].y : Infinity;
+        return ya === yb ? a - b : ya < yb ? -1 : 1;
+      });
+      column.forEach((i, row) => {
+        positions.set(nodes[i].id, {
+          x: PAD + col * (NODE_W + GAP_X),
+          y: PAD + row * (NODE_H + GAP_Y),
+        });
+      });
+      rows = Math.max(rows, column.length);
+      cols = col + 1;
+    });
+    return {
+      positions: positions,
+      width: PAD * 2 + Math.max(cols, 1) * NODE_W + Math.max(cols - 1, 0) * GAP_X,
+      height: PAD * 2 + Math.max(rows, 1) * NODE_H + Math.max(rows - 1, 0) * GAP_Y,
+    };
+  }
+
+  /**
+   * The edges [s, t] minus those that close a cycle (a depth-first search's back edges), starting
+   * from the nodes nothing links to, so that a loop back to the agent's start stays a back link.
+   */
+  function dropBackEdges(count, edges) {
+    const out = Array.from({ length: count }, () => []);
+    const hasIncoming = new Array(count).fill(false);
+    edges.forEach(([s, t], i) => {
+      out[s].push([t, i]);
+      hasIncoming[t] = true;
+    });
+    const state = new Array(count).fill(0); // 0 unseen, 1 on the current path, 2 done
+    const back = new Set();
+    const starts = [];
+    for (let i = 0; i < count; i++) if (!hasIncoming[i]) starts.push(i);
+    for (let i = 0; i < count; i++) if (hasIncoming[i]) starts.push(i);
+    for (const start of starts) {
+      if (state[start]) continue;
+      const stack = [[start, 0]];
+      state[start] = 1;
+      while (stack.length) {
+        const top = stack[stack.length - 1];
+        const [node, next] = top;
+        if (next >= out[node].length) {
+          state[node] = 2;
+          stack.pop();
+          continue;
+        }
+        top[1] = next + 1;
+        const [target, edge] = out[node][next];
+        if (state[target] === 1) {
+          back.add(edge);
+        } else if (state[target] === 0) {
+          state[target] = 1;
+          stack.push([target, 0]);
+        }
+      }
+    }
+    return edges.filter((_, i) => !back.has(i));
+  }
+
+  /** The curve of a link from the right of its source box to the left of its sink box. */
+  function linkPath(from, to) {
+    const x0 = from.x + NODE_W;
+    const y0 = from.y + NODE_H / 2;
+    const x3 = to.x;
+    const y3 = to.y + NODE_H / 2;
+    const reach = Math.max(50, Math.abs(x3 - x0) / 2);
+    const c = [x0, y0, x0 + reach, y0, x3 - reach, y3, x3, y3];
+    // The curve's midpoint (t = 1/2), where the label goes.
+    const mid = {
+      x: (c[0] + 3 * c[2] + 3 * c[4] + c[6]) / 8,
+      y: (c[1] + 3 * c[3] + 3 * c[5] + c[7]) / 8,
+    };
+    const pt = (i) => c[i] + "," + c[i + 1];
+    const d = "M" + pt(0) + " C" + pt(2) + " " + pt(4) + " " + pt(6);
+    return { d: d, mid: mid };
+  }
+
+  function shorten(text, max) {
+    text = String(text);
+    return text.length > max ? text.slice(0, max - 1) + "\u2026" : text;
+  }
+
+  function el(doc, name, attrs, text) {
+    const node = doc.createElementNS(SVG_NS, name);
+    for (const key of Object.keys(attrs || {})) node.setAttribute(key, String(attrs[key]));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  /** Draw ``spec`` into ``container`` (its previous children are removed). Returns the <svg>. */
+  function draw(container, spec, doc) {
+    doc = doc || container.ownerDocument;
+    const nodes = (spec && spec.nodes) || [];
+    const links = (spec && spec.links) || [];
+    const box = layout(spec);
+    const svg = el(doc, "svg", {
+      width: box.width,
+      height: box.height,
+      viewBox: "0 0 " + box.width + " " + box.height,
+      role: "img",
+      "aria-label":
+        "Diagram of the agent: " + nodes.length + " blocks, " + links.length + " links",
+    });
+    const defs = el(doc, "defs");
+    const marker = el(doc, "marker", {
+      id: "copilot-arrow",
+      viewBox: "0 0 8 8",
+      refX: 8,
+      refY: 4,
+      markerWidth: 8,
+      markerHeight: 8,
+      orient: "auto",
+    });
+    marker.appendChild(el(doc, "path", { d: "M0,0 L8,4 L0,8 z", class: "arrowhead" }));
+    defs.appendChild(marker);
+    svg.appendChild(defs);
+
+    const linkLayer = el(doc, "g", { class: "links" });
+    for (const link of links) {
+      const from = box.positions.get(link.source);
+      const to = box.positions.get(link.sink);
+      if (!from || !to) continue;
+      const path = linkPath(from, to);
+      const group = el(doc, "g", { class: "link" });
+      group.appendChild(el(doc, "title", {}, String(link.label)));
+      group.appendChild(el(doc, "path", { d: path.d, "marker-end": "url(#copilot-arrow)" }));
+      group.appendChild(
+        el(
+          doc,
+          "text",
+          { x: path.mid.x, y: path.mid.y - 4, "text-anchor": "middle" },
+          shorten(link.label, 34),
+        ),
+      );
+      linkLayer.appendChild(group);
+    }
+    svg.appendChild(linkLayer);
+
+    const nodeLayer = el(doc, "g", { class: "nodes" });
+    for (const node of nodes) {
+      const at = box.positions.get(node.id);
+      const group = el(doc, "g", {
+        class: "node",
+        transform: "translate(" + at.x + "," + at.y + ")",
+        "data-node-id": node.id,
+      });
+      group.appendChild(el(doc, "title", {}, node.label + "\n" + node.id));
+      group.appendChild(el(doc, "rect", { width: NODE_W, height: NODE_H, rx: 6, ry: 6 }));
+      group.appendChild(el(doc, "text", { x: 12, y: 22 }, shorten(node.label, MAX_LABEL)));
+      group.appendChild(el(doc, "text", { x: 12, y: 40, class: "node-id" }, shorten(node.id, 32)));
+      nodeLayer.appendChild(group);
+    }
+    svg.appendChild(nodeLayer);
+
+    while (container.firstChild) container.removeChild(container.firstChild);
+    container.appendChild(svg);
+    return svg;
+  }
+
+  /** Draw every [data-agent-diagram] of the document from the JSON script it names. */
+  function drawAll(doc) {
+    for (const container of doc.querySelectorAll("[data-agent-diagram]")) {
+      const source = doc.getElementById(container.getAttribute("data-agent-diagram"));
+      if (!source) continue;
+      try {
+        draw(container, JSON.parse(source.textContent), doc);
+      } catch (err) {
+        container.textContent = "The diagram could not be drawn; the JSON is beside it.";
+        if (typeof console !== "undefined") console.error(err);
+      }
+    }
+  }
+
+  return { layout: layout, linkPath: linkPath, draw: draw, drawAll: drawAll };
+});
