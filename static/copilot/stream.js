@@ -254,7 +254,10 @@
    *   url            the events URL (required)
    *   lastEventId    the last event id the page already shows (default 0: none)
    *   heartbeatMs    the server's ping interval (default 15000); watchdog = 2.5 of these
-   *   onEvent(evt)   each new event: {id (number or null), type, data (parsed JSON, or text)}
+   *   onEvent(evt)   each new event: {id, type, data}; id is the event's seq (a number), or
+   *                  null for an event without one (snapshot) or with a non-numeric id; data is
+   *                  the parsed JSON, or the text when it is not JSON. `reconnect` is not passed
+   *                  on. The server's `retry:` field is ignored: the backoff is fixed above.
    *   onState(state, info)  state changes, see STATES; for "reconnecting"
    *                  info = {attempt, of, delayMs, reason}; for "connecting" {attempt, of, planned}
    *   fetch, timers ({setTimeout, clearTimeout}), random, now, AbortController,

@@ -461,6 +461,27 @@ test("lost: the browser's online event reconnects with a fresh counter", async (
   ctx.stream.stop();
 });
 
+test("online while waiting to reconnect skips the wait but keeps the count", async () => {
+  const ctx = setup();
+  ctx.stream.start();
+  await flush();
+  ctx.net.last.fail();
+  await flush();
+  let req = await fireRetry(ctx);
+  req.fail();
+  await flush();
+  assert.equal(ctx.lastState().delayMs, 2000);
+  ctx.target.dispatchEvent(new Event("online"));
+  await flush();
+  assert.equal(ctx.net.requests.length, 3, "connected at once");
+  assert.equal(ctx.clock.pendingDelays().includes(2000), false, "the retry timer is gone");
+  req = ctx.net.last;
+  req.fail();
+  await flush();
+  assert.equal(ctx.lastState().attempt, 3);
+  ctx.stream.stop();
+});
+
 test("lost: reconnectNow() resets the counter and connects", async () => {
   const ctx = setup({ lastEventId: 5 });
   ctx.net.onRequest = (req) => Promise.resolve().then(() => req.fail());
