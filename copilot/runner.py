@@ -63,6 +63,9 @@ logger = logging.getLogger(__name__)
 Status = GenerationJob.Status
 T = TypeVar("T")
 
+#: Upstream statuses that mean "keep polling" (protocol); they are logged as they change.
+UPSTREAM_ACTIVE = frozenset({"queued", "pending", "running"})
+
 #: How often a runner looks for cancel requests on the jobs it holds (one small query).
 CANCEL_CHECK_SECONDS = 1.0
 
@@ -358,7 +361,12 @@ class Runner:
                     upstream_job_id=update.job_id,
                     event_data={"upstream_job_id": update.job_id},
                 )
-            elif update.kind == "status" and update.status != upstream_status[0]:
+            elif (
+                update.kind == "status"
+                and update.status in UPSTREAM_ACTIVE
+                and update.status != upstream_status[0]
+            ):
+                # (An upstream end is not logged here: the job's own terminal event follows.)
                 upstream_status[0] = update.status
                 await self._write(
                     services.event_append,
