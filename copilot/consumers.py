@@ -110,8 +110,14 @@ class JobEventStream(AsyncHttpConsumer):
         if job.is_terminal and last >= job.last_event_seq:
             await self._answer(204, b"")
         self.job_id = job.id
+        try:
+            await self.channel_layer.group_add(job_group(job.id), self.channel_name)
+        except Exception:
+            # The channel layer (Redis) is down: no live events to promise. The client
+            # retries with backoff and replays from the database once it is back.
+            logger.warning("stream refused, channel layer unavailable job=%s", job.id)
+            await self._answer(503, b"Live updates are unavailable for a moment.\n")
         self.group = job_group(job.id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
         await self.send_headers(status=200, headers=SSE_HEADERS)
         self.open = True
         if last == 0:

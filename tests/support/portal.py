@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +38,8 @@ def portal_env(**overrides: str) -> dict[str, str]:
         {
             "DJANGO_SETTINGS_MODULE": "copilot.settings",
             "PYTHONUNBUFFERED": "1",
-            "SECRET_KEY": "test-only-secret-key-for-portal-processes-0123456789",
+            # The test's own key, so sessions made in the test are valid in the processes.
+            "SECRET_KEY": settings.SECRET_KEY,
             "DATABASE_URL": test_database_url(),
             "COPILOT_LEASE_SECONDS": "2",
             "AGENT_GENERATOR_POLL_INTERVAL": "0.05",
