@@ -91,7 +91,7 @@ def agent_diagram(agent: dict[str, Any]) -> dict[str, Any]:
     """What ``agent_diagram.js`` draws: nodes labelled with block names, links with ports.
 
     ``{"nodes": [{"id", "label", "block_id", "x", "y"}], "links": [{"source", "sink", "label"}]}``;
-    ``x``/``y`` are the editor's positions (or null), used to order nodes within a column.
+    ``x``/``y`` are the editor's positions (or null); ``x`` orders the nodes of a layer.
     """
     nodes = []
     for node in _dicts(agent.get("nodes")):

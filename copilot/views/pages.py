@@ -129,7 +129,7 @@ def _render_job(
     agent = display.result_agent(job)
     request_agent = display.job_request_agent(job)
     progress = job.progress or {}
-    percent = progress.get("percent")
+    percent = 100 if job.status == GenerationJob.Status.COMPLETED else progress.get("percent")
     context = {
         "title": f"{job.get_kind_display()} job",
         "job": job,

@@ -7,9 +7,10 @@
  * The data (built by copilot.views.display.agent_diagram) is
  *   {"nodes": [{"id", "label", "block_id", "x", "y"}], "links": [{"source", "sink", "label"}]}
  *
- * Nodes are boxes labelled with their block's name, laid out in columns by their distance from
- * the agent's inputs (a link goes from one column to a later one; the editor's y position orders
- * the boxes of a column). Links are curves with an arrow, labelled source_name→sink_name.
+ * Nodes are boxes labelled with their block's name, laid out top to bottom in layers by their
+ * distance from the agent's inputs (a link goes from one layer to a later one; the editor's x
+ * position orders the boxes of a layer), so a chain of blocks reads downwards and fits beside
+ * the JSON. Links are curves with an arrow, labelled source_name→sink_name.
  * Every element is made with createElementNS and every text set with textContent: the agent
  * comes from upstream and is never parsed as markup.
  *
@@ -36,17 +37,17 @@
   "use strict";
 
   const SVG_NS = "http://www.w3.org/2000/svg";
-  const NODE_W = 200;
-  const NODE_H = 52;
-  const GAP_X = 110;
-  const GAP_Y = 40;
+  const NODE_W = 220;
+  const NODE_H = 50;
+  const GAP_X = 40;
+  const GAP_Y = 60;
   const PAD = 24;
   const MAX_LABEL = 26;
 
   /**
    * Where each node goes: {positions: Map(id -> {x, y}), width, height}. Pure.
-   * A node's column is the length of the longest chain of links leading to it (cycles are cut).
-   * Nodes are {id, y}; links are {source, sink}.
+   * A node's layer is the length of the longest chain of links leading to it (cycles are cut).
+   * Nodes are {id, x}; links are {source, sink}.
    */
   function layout(spec) {
     const nodes = (spec && spec.nodes) || [];
@@ -71,28 +72,28 @@
       }
       if (!changed) break;
     }
-    const columns = [];
+    const layers = [];
     nodes.forEach((node, i) => {
-      (columns[depth[i]] = columns[depth[i]] || []).push(i);
+      (layers[depth[i]] = layers[depth[i]] || []).push(i);
     });
     const positions = new Map();
     let rows = 0;
     let cols = 0;
-    columns.forEach((column, col) => {
-      if (!column) return;
-      column.sort((a, b) => {
-        const ya = typeof nodes[a].y === "number" ? nodes[a].y : Infinity;
-        const yb = typeof nodes[b].y === "number" ? nodes[b].y : Infinity;
-        return ya === yb ? a - b : ya < yb ? -1 : 1;
+    layers.forEach((layer, row) => {
+      if (!layer) return;
+      layer.sort((a, b) => {
+        const xa = typeof nodes[a].x === "number" ? nodes[a].x : Infinity;
+        const xb = typeof nodes[b].x === "number" ? nodes[b].x : Infinity;
+        return xa === xb ? a - b : xa < xb ? -1 : 1;
       });
-      column.forEach((i, row) => {
+      layer.forEach((i, col) => {
         positions.set(nodes[i].id, {
           x: PAD + col * (NODE_W + GAP_X),
           y: PAD + row * (NODE_H + GAP_Y),
         });
       });
-      rows = Math.max(rows, column.length);
-      cols = col + 1;
+      cols = Math.max(cols, layer.length);
+      rows = row + 1;
     });
     return {
       positions: positions,
@@ -142,22 +143,42 @@
     return edges.filter((_, i) => !back.has(i));
   }
 
-  /** The curve of a link from the right of its source box to the left of its sink box. */
+  /** Room to the right of the boxes for links that go around them (and their labels). */
+  const SIDE = 190;
+  const BEND = 60;
+
+  /**
+   * The curve of a link, and its midpoint (where its label goes). A link to the next layer runs
+   * from the bottom of its source box to the top of its sink box; any other (one that skips
+   * layers, goes back up, or stays in its layer) leaves and enters on the right, bending outwards
+   * so it does not cross the boxes in between.
+   */
   function linkPath(from, to) {
-    const x0 = from.x + NODE_W;
-    const y0 = from.y + NODE_H / 2;
-    const x3 = to.x;
-    const y3 = to.y + NODE_H / 2;
-    const reach = Math.max(50, Math.abs(x3 - x0) / 2);
-    const c = [x0, y0, x0 + reach, y0, x3 - reach, y3, x3, y3];
-    // The curve's midpoint (t = 1/2), where the label goes.
+    const nextLayer = to.y - from.y === NODE_H + GAP_Y;
+    let c;
+    if (nextLayer) {
+      const x0 = from.x + NODE_W / 2;
+      const y0 = from.y + NODE_H;
+      const x3 = to.x + NODE_W / 2;
+      const y3 = to.y;
+      const reach = Math.max(30, Math.abs(y3 - y0) / 2);
+      c = [x0, y0, x0, y0 + reach, x3, y3 - reach, x3, y3];
+    } else {
+      const x0 = from.x + NODE_W;
+      const y0 = from.y + NODE_H / 2;
+      const x3 = to.x + NODE_W;
+      const y3 = to.y + NODE_H / 2;
+      const out = Math.max(x0, x3) + BEND;
+      c = [x0, y0, out, y0, out, y3, x3, y3];
+    }
+    // The curve's midpoint (t = 1/2).
     const mid = {
       x: (c[0] + 3 * c[2] + 3 * c[4] + c[6]) / 8,
       y: (c[1] + 3 * c[3] + 3 * c[5] + c[7]) / 8,
     };
     const pt = (i) => c[i] + "," + c[i + 1];
     const d = "M" + pt(0) + " C" + pt(2) + " " + pt(4) + " " + pt(6);
-    return { d: d, mid: mid };
+    return { d: d, mid: mid, around: !nextLayer };
   }
 
   function shorten(text, max) {
@@ -178,6 +199,12 @@
     const nodes = (spec && spec.nodes) || [];
     const links = (spec && spec.links) || [];
     const box = layout(spec);
+    const paths = links.map((link) => {
+      const from = box.positions.get(link.source);
+      const to = box.positions.get(link.sink);
+      return from && to ? linkPath(from, to) : null;
+    });
+    if (paths.some((path) => path && path.around)) box.width += SIDE;
     const svg = el(doc, "svg", {
       width: box.width,
       height: box.height,
@@ -201,11 +228,9 @@
     svg.appendChild(defs);
 
     const linkLayer = el(doc, "g", { class: "links" });
-    for (const link of links) {
-      const from = box.positions.get(link.source);
-      const to = box.positions.get(link.sink);
-      if (!from || !to) continue;
-      const path = linkPath(from, to);
+    links.forEach((link, i) => {
+      const path = paths[i];
+      if (!path) return;
       const group = el(doc, "g", { class: "link" });
       group.appendChild(el(doc, "title", {}, String(link.label)));
       group.appendChild(el(doc, "path", { d: path.d, "marker-end": "url(#copilot-arrow)" }));
@@ -213,12 +238,12 @@
         el(
           doc,
           "text",
-          { x: path.mid.x, y: path.mid.y - 4, "text-anchor": "middle" },
+          { x: path.mid.x + 6, y: path.mid.y + 4 },
           shorten(link.label, 34),
         ),
       );
       linkLayer.appendChild(group);
-    }
+    });
     svg.appendChild(linkLayer);
 
     const nodeLayer = el(doc, "g", { class: "nodes" });
