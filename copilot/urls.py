@@ -18,6 +18,7 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/cancel/", pages.job_cancel, name="job_cancel"),
     path("jobs/<uuid:job_id>/retry/", pages.job_retry, name="job_retry"),
     path("jobs/<uuid:job_id>/answer/", pages.job_answer, name="job_answer"),
+    path("jobs/<uuid:job_id>/generate/", pages.job_generate, name="job_generate"),
     path("jobs/<uuid:job_id>/agent.json", pages.job_agent_download, name="job_agent_json"),
     path("api/jobs/", api.jobs, name="api_jobs"),
     path("api/jobs/<str:job_id>/", api.job, name="api_job"),

@@ -54,9 +54,14 @@ def error_sentence(error_type: str | None) -> str:
 def job_goal(job: GenerationJob) -> str:
     """The text the user asked with (a goal, instructions or a change request)."""
     value = (job.request or {}).get(TEXT_FIELD.get(job.kind, ""), "")
-    if isinstance(value, dict):  # generate: {"goal": text} or structured instructions
+    if isinstance(value, dict):  # generate: {"goal": text}, or a decompose job's instructions
         goal = value.get("goal")
-        return goal if isinstance(goal, str) else json.dumps(value, ensure_ascii=False)
+        if isinstance(goal, str):
+            return goal
+        steps = [s.get("description") for s in _dicts(value.get("steps"))]
+        if steps and all(isinstance(step, str) for step in steps):
+            return "; ".join(steps)
+        return json.dumps(value, ensure_ascii=False)
     return value if isinstance(value, str) else ""
 
 

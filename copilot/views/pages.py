@@ -229,6 +229,26 @@ def job_answer(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
 
 
 @login_required
+@require_POST
+def job_generate(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+    """Turn a decompose job's instructions into a generate job (the next step of the flow)."""
+    job = _job_or_404(request, job_id)
+    result = job.result if isinstance(job.result, dict) else {}
+    if job.status != GenerationJob.Status.COMPLETED or result.get("type") != "instructions":
+        messages.warning(request, "This job has no instructions to generate an agent from.")
+        return redirect("job_detail", job_id=job.id)
+    try:
+        generate = services.job_submit(
+            user=request.user, kind=Kind.GENERATE, payload={"instructions": result}
+        )
+    except (InvalidJobRequest, JobLimitReached) as exc:
+        messages.error(request, str(exc))
+        return redirect("job_detail", job_id=job.id)
+    messages.success(request, "A job generating the agent from these steps is queued.")
+    return redirect("job_detail", job_id=generate.id)
+
+
+@login_required
 @require_GET
 def job_agent_download(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
     """The generated agent as a JSON file."""

@@ -89,7 +89,7 @@ def test_anonymous_requests_go_to_the_login_page(client, user):
         response = client.get(url, follow=True)
         assert response.redirect_chain[-1][0].startswith("/accounts/login/?next="), url
         assert 'id="login-form"' in text_of(response)
-    for action in ["cancel", "retry", "answer"]:
+    for action in ["cancel", "retry", "answer", "generate"]:
         response = client.post(f"/jobs/{job.id}/{action}/")
         assert response.status_code == 302
         assert response["Location"].startswith("/accounts/login/")
@@ -131,7 +131,7 @@ def test_job_pages_are_for_owner_and_staff_only(client, user, other_user, staff_
         assert login(Client(), staff_user).get(url).status_code == 200
         assert login(Client(), other_user).get(url).status_code == 404
     other = login(Client(), other_user)
-    for action in ["cancel", "retry", "answer"]:
+    for action in ["cancel", "retry", "answer", "generate"]:
         assert other.post(f"/jobs/{job.id}/{action}/").status_code == 404
     assert login(client, user).get("/jobs/not-a-uuid/").status_code == 404
     unknown = "/jobs/00000000-0000-0000-0000-000000000000/"
@@ -338,7 +338,7 @@ def test_a_suggested_goal_prefills_the_new_job_form(client, user):
 def test_state_changes_are_post_only(client, user):
     job = submit(user)
     login(client, user)
-    for action in ["cancel", "retry", "answer"]:
+    for action in ["cancel", "retry", "answer", "generate"]:
         assert client.get(f"/jobs/{job.id}/{action}/").status_code == 405
     job.refresh_from_db()
     assert job.status == Status.QUEUED
@@ -448,6 +448,27 @@ def test_instructions_are_listed(client, user):
     job = complete(submit(user), {"type": "instructions", "steps": steps})
     page = text_of(login(client, user).get(detail_url(job)))
     assert re.search(r"Fetch the news.*RSS Reader.*Email me.*Send Email", page, re.S)
+
+
+def test_instructions_can_be_generated_into_an_agent(client, user):
+    instructions = {"type": "instructions", "steps": [{"description": "Fetch the news"}]}
+    job = complete(submit(user), instructions)
+    login(client, user)
+    assert f'action="/jobs/{job.id}/generate/"' in text_of(client.get(detail_url(job)))
+    response = client.post(f"/jobs/{job.id}/generate/")
+    generate = GenerationJob.objects.exclude(pk=job.pk).get()
+    assert response["Location"] == detail_url(generate)
+    assert (generate.kind, generate.request) == ("generate", {"instructions": instructions})
+    assert "Fetch the news" in text_of(client.get("/jobs/"))  # listed by its steps
+
+
+def test_only_instructions_can_be_generated(client, user):
+    job = complete(submit(user), QUESTIONS)
+    page = text_of(login(client, user).get(detail_url(job)))
+    assert "/generate/" not in page
+    response = client.post(f"/jobs/{job.id}/generate/", follow=True)
+    assert "no instructions" in text_of(response)
+    assert GenerationJob.objects.count() == 1
 
 
 @pytest.mark.parametrize("kind", ["unachievable_goal", "vague_goal"])
