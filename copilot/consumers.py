@@ -16,6 +16,11 @@ skips Channels' per-message ``close_old_connections`` hop, which would cost ever
 stream a thread hop for each event broadcast. Heartbeats (``: ping``) keep proxies and the
 browser's watchdog fed; after ``COPILOT_STREAM_MAX_SECONDS`` the stream sends
 ``event: reconnect`` and closes, before a load balancer would cut it.
+
+Nothing depends on a channel-layer message arriving: once per heartbeat, one query per
+process (:class:`LagWatch`) compares every open stream with its job's newest ``seq``; a
+stream that stays behind across two checks (a dropped message, a Redis restart that lost
+its group membership) re-joins its group and replays what it missed from the database.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+import weakref
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -75,6 +81,53 @@ def _events_after(job_id: uuid.UUID, seq: int) -> list[JobEvent]:
     return events_after(job_id=job_id, seq=seq, limit=REPLAY_PAGE)
 
 
+@database_sync_to_async
+def _newest_seqs(job_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    return dict(GenerationJob.objects.filter(pk__in=job_ids).values_list("id", "last_event_seq"))
+
+
+class LagWatch:
+    """Per event loop: every heartbeat, one query finds the open streams that fell behind."""
+
+    _by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def __init__(self) -> None:
+        self.streams: dict[uuid.UUID, set[JobEventStream]] = {}
+        self.task: asyncio.Task | None = None
+
+    @classmethod
+    def current(cls) -> LagWatch:
+        loop = asyncio.get_running_loop()
+        watch = cls._by_loop.get(loop)
+        if watch is None:
+            watch = cls._by_loop[loop] = cls()
+        return watch
+
+    def add(self, stream: JobEventStream) -> None:
+        self.streams.setdefault(stream.job_id, set()).add(stream)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run(), name="stream-lag")
+
+    def discard(self, stream: JobEventStream) -> None:
+        streams = self.streams.get(stream.job_id)
+        if streams is not None:
+            streams.discard(stream)
+            if not streams:
+                del self.streams[stream.job_id]
+
+    async def _run(self) -> None:
+        while self.streams:
+            await asyncio.sleep(settings.COPILOT_HEARTBEAT_SECONDS)
+            try:
+                newest = await _newest_seqs(list(self.streams))
+            except Exception:
+                logger.warning("stream lag check failed", exc_info=True)
+                continue
+            for job_id, streams in list(self.streams.items()):
+                for stream in list(streams):
+                    stream.check_lag(newest.get(job_id, 0))
+
+
 class JobEventStream(AsyncHttpConsumer):
     """One browser following one job."""
 
@@ -85,6 +138,7 @@ class JobEventStream(AsyncHttpConsumer):
         self.last_sent = 0
         self.open = False
         self._timers: list[asyncio.Task] = []
+        self._lag_mark: int | None = None
 
     async def dispatch(self, message: dict) -> None:
         # Like AsyncConsumer.dispatch, without its close_old_connections() hop per message:
@@ -120,6 +174,9 @@ class JobEventStream(AsyncHttpConsumer):
         self.group = job_group(job.id)
         await self.send_headers(status=200, headers=SSE_HEADERS)
         self.open = True
+        # Servers send the headers with the first body bytes: send some now, so a client that
+        # resumes with nothing new to replay sees the stream open at once, not at the first ping.
+        await self.send_body(encode_comment("open"), more_body=True)
         if last == 0:
             await self.send_body(
                 encode_event(event="snapshot", data=job_as_dict(job)), more_body=True
@@ -131,6 +188,7 @@ class JobEventStream(AsyncHttpConsumer):
             asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self._rotate()),
         ]
+        LagWatch.current().add(self)
         logger.debug("stream open job=%s from=%s", job.id, last)
 
     def _last_event_id(self) -> int:
@@ -177,6 +235,38 @@ class JobEventStream(AsyncHttpConsumer):
         if _is_terminal(event):
             await self._finish()
 
+    def check_lag(self, newest: int) -> None:
+        """Called by LagWatch: act when the database stays ahead of us across two checks."""
+        if newest <= self.last_sent or not self.open:
+            self._lag_mark = None
+        elif self._lag_mark != self.last_sent:
+            self._lag_mark = self.last_sent  # maybe just in flight; look again next time
+        else:
+            self._lag_mark = None
+            self._timers.append(asyncio.create_task(self._ask_resync()))
+
+    async def _ask_resync(self) -> None:
+        try:
+            # Through our own channel, so the replay is dispatched in turn with live events.
+            await self.channel_layer.send(self.channel_name, {"type": "stream.resync"})
+        except Exception:
+            # The layer is down: the client must come back later and replay from the database.
+            if self.open:
+                self.open = False
+                await self.send_body(
+                    encode_event(event="reconnect", data={"after": self.last_sent})
+                )
+
+    async def stream_resync(self, message: dict) -> None:
+        """We missed something: re-join the group (a restarted Redis forgets it) and replay."""
+        if not self.open:
+            return
+        logger.info("stream resync job=%s after=%s", self.job_id, self.last_sent)
+        with contextlib.suppress(Exception):
+            await self.channel_layer.group_add(self.group, self.channel_name)
+        if await self._replay():
+            await self._finish()
+
     async def stream_close(self, message: dict) -> None:
         """Planned rotation: tell the client to come back at once, and close."""
         if self.open:
@@ -212,6 +302,8 @@ class JobEventStream(AsyncHttpConsumer):
         raise StopConsumer()
 
     async def _cleanup(self) -> None:
+        if self.job_id is not None:
+            LagWatch.current().discard(self)
         current = asyncio.current_task()
         for task in self._timers:
             if task is not current:

@@ -215,6 +215,7 @@ async def test_heartbeats_and_planned_rotation(app, user, settings):
         app, job_id=job.id, cookie=await session_cookie(user), headers=[(b"last-event-id", b"3")]
     )
     await stream.open()
+    assert (await stream.frame()) == {"comment": "open"}  # bytes at once, before any event
     pings = 0
     while True:
         frame = await stream.frame()
