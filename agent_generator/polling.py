@@ -6,10 +6,15 @@ Per answer (see the protocol and ``PollPolicy``):
   ``policy.max_wait``, the request timeout and the remaining budget. A long-polling
   service answers as soon as the job changes; one that does not answers at once.
 - A change of status or progress is reported through ``on_update`` (once) and the
-  job is polled again at once. Only a status change resets the interval.
+  job is polled again at once. Only a status change resets the interval. Seeing the
+  progress for the first time is reported but is not a change of the job.
 - No change: the interval doubles (up to ``max_interval``). If the service held the
   poll for its whole ``wait`` (long-poll), poll again at once -- the hold was the wait;
   if it answered early, sleep the rest of the planned interval.
+- The client learns from those answers whether the service holds polls (no capability
+  flag). Once it has seen one that does not, a change is followed by the usual interval
+  instead of an immediate poll: without a hold, an immediate poll only finds the state
+  just reported, and costs a request.
 - ``Retry-After`` on any answer (or on a 429/503) delays the next poll at least that long.
 - Transient errors are retried with the same backoff until ``max_consecutive_errors``
   in a row; one good answer resets the count.
@@ -63,7 +68,7 @@ async def follow_job(
     resuming) so that only real changes are reported. ``StopRequested`` from the waiter
     propagates to the caller, which decides between DELETE and detach.
     """
-    backoff = Backoff(policy=policy)
+    pace = _Pace(policy=policy)
     errors = 0
     percent: int | None = None
     phase: str | None = None
@@ -72,7 +77,7 @@ async def follow_job(
         remaining = waiter.remaining()
         if remaining <= 0:
             raise PollTimeout(f"job {job_id}: polling budget of {policy.budget:g} s spent")
-        planned = backoff.next_wait()
+        planned = pace.plan()
         wait = max(min(planned, wait_cap, remaining), 0.0)
         started = time.monotonic()
         try:
@@ -88,18 +93,16 @@ async def follow_job(
             )
             if errors >= policy.max_consecutive_errors:
                 raise
-            backoff.grow()
-            delay = planned if exc.retry_after is None else max(planned, exc.retry_after)
-            await waiter.sleep(delay)
+            await waiter.sleep(pace.after_error(planned=planned, retry_after=exc.retry_after))
             continue
         errors = 0
         elapsed = time.monotonic() - started
 
         status_changed = answer.status != status
         progress_changed = (answer.percent, answer.phase) != (percent, phase)
+        progress_news = progress_changed and (percent, phase) != (None, None)
         status, percent, phase = answer.status, answer.percent, answer.phase
         if status_changed:
-            backoff.reset()
             logger.info("agent generator job status job_id=%s status=%s", job_id, status)
             await _emit(on_update, kind="status", answer=answer)
         elif progress_changed:
@@ -108,16 +111,57 @@ async def follow_job(
         if answer.terminal:
             return _finish(answer=answer, operation=operation)
 
-        if status_changed or progress_changed:
-            delay = 0.0
-        else:
-            backoff.grow()
-            held = wait > 0 and elapsed >= HELD_FRACTION * wait
-            delay = 0.0 if held else planned - elapsed
+        delay = pace.after_answer(
+            planned=planned,
+            wait=wait,
+            elapsed=elapsed,
+            status_changed=status_changed,
+            progress_changed=progress_news,
+        )
         if answer.retry_after is not None:
             delay = max(delay, answer.retry_after)
         if delay > 0:
             await waiter.sleep(delay)
+
+
+class _Pace:
+    """When to poll next: the backoff, plus what was learned about the service holding polls."""
+
+    def __init__(self, *, policy: PollPolicy) -> None:
+        self._backoff = Backoff(policy=policy)
+        self.holds: bool | None = None
+        """Whether the service holds ``?wait`` polls: None until an unchanged answer shows it."""
+
+    def plan(self) -> float:
+        """The next planned interval (jittered); also the ``wait`` asked, before caps."""
+        return self._backoff.next_wait()
+
+    def after_error(self, *, planned: float, retry_after: float | None) -> float:
+        self._backoff.grow()
+        return planned if retry_after is None else max(planned, retry_after)
+
+    def after_answer(
+        self,
+        *,
+        planned: float,
+        wait: float,
+        elapsed: float,
+        status_changed: bool,
+        progress_changed: bool,
+    ) -> float:
+        """Seconds to sleep before the next poll (``Retry-After`` is applied by the caller)."""
+        if status_changed:
+            self._backoff.reset()
+        if status_changed or progress_changed:
+            if self.holds is False:
+                interval = self._backoff.next_wait() if status_changed else planned
+                return interval - elapsed
+            return 0.0
+        held = wait > 0 and elapsed >= HELD_FRACTION * wait
+        if wait > 0:
+            self.holds = held
+        self._backoff.grow()
+        return 0.0 if held else planned - elapsed
 
 
 async def _emit(

@@ -275,9 +275,9 @@ async def test_interval_doubles_while_status_is_unchanged_and_resets_on_change()
     polls = recording.polls()
     queued = [entry.wait for entry in polls if entry.body["status"] == "queued"]
     running = [entry.wait for entry in polls if entry.body["status"] == "running"]
-    # First answer shows progress (a change, so no growth), then doubling up to the cap.
-    assert queued[:6] == [0.02, 0.02, 0.04, 0.08, 0.16, 0.16]
-    assert set(queued[6:]) <= {0.16}
+    # First sight of progress is no change of the job: doubling from the start, to the cap.
+    assert queued[:5] == [0.02, 0.04, 0.08, 0.16, 0.16]
+    assert set(queued[5:]) <= {0.16}
     # The answer that showed "running" was asked with 0.16; the next one starts over.
     assert running[:3] == [0.16, 0.02, 0.04]
     # After an answer with no change, the rest of the interval is slept (the service
@@ -288,6 +288,46 @@ async def test_interval_doubles_while_status_is_unchanged_and_resets_on_change()
             unchanged += 1
             assert following.started - current.started >= current.wait * 0.95
     assert unchanged >= 5
+
+
+async def test_a_change_is_polled_again_at_once_when_the_service_holds_polls(
+    recording: Recording,
+) -> None:
+    # Interval = wait = 0.6 s: a poll right after a change comes far sooner than that.
+    policy = PollPolicy(interval=0.6, max_interval=0.6, max_wait=0.6, jitter=0, budget=10)
+    async with AgentGeneratorClient(
+        base_url="http://reference.test", transport=recording, policy=policy
+    ) as client:
+        await decompose(
+            client, GOALS[Instructions], extra_headers={"X-Reference-Fault": "duration=1.5"}
+        )
+    polls = recording.polls()
+    changes = [
+        (answer, following)
+        for previous, answer, following in zip(polls, polls[1:], polls[2:], strict=False)
+        if answer.body != previous.body
+    ]
+    assert len(changes) >= 3
+    for answer, following in changes:
+        assert following.started - answer.ended < 0.3
+        assert following.wait == 0.6
+
+
+async def test_without_holds_a_change_waits_the_interval_instead() -> None:
+    service = create_app(settings=ReferenceSettings(long_poll=False))
+    recording = Recording(service)
+    policy = PollPolicy(interval=0.1, max_interval=0.1, jitter=0, budget=10)
+    async with AgentGeneratorClient(
+        base_url="http://reference.test", transport=recording, policy=policy
+    ) as client:
+        await decompose(
+            client, GOALS[Instructions], extra_headers={"X-Reference-Fault": "duration=1"}
+        )
+    polls = recording.polls()
+    for answer, following in itertools.pairwise(polls):
+        assert following.started - answer.started >= 0.095
+    # ~1 s at one poll per 0.1 s, not one more per change (there are 5 changes).
+    assert len(polls) <= 12
 
 
 async def test_resume_polls_without_submitting(
