@@ -18,7 +18,7 @@ from django.utils.html import format_html
 
 from copilot import services
 from copilot.exceptions import CopilotError
-from copilot.models import GenerationJob, JobEvent
+from copilot.models import ApiToken, GenerationJob, JobEvent
 
 
 def pretty_json(value: object) -> str:
@@ -146,3 +146,24 @@ class GenerationJobAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.action(description="Cancel the selected active jobs")
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._act(request, queryset, verb="Cancelled", service=services.job_cancel)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """API tokens: staff see who holds one and when it was last used, and revoke by deleting.
+
+    Tokens are made only by ``manage.py create_api_token`` (the key is shown once, never
+    stored), so the admin cannot add or change one.
+    """
+
+    list_display = ["name", "user", "created_at", "last_used_at"]
+    list_filter = [("user", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["name", "user__username"]
+    readonly_fields = ["user", "name", "created_at", "last_used_at"]
+    exclude = ["key_hash"]
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

@@ -110,3 +110,19 @@ def test_job_page_actions_refuse_non_staff(client, user, job):
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
     job.refresh_from_db()
     assert job.attempt == 1
+
+
+def test_api_tokens_are_listed_read_only_and_revoked_by_deleting(client, django_user_model, user):
+    from copilot.api_auth import api_token_create, user_for_key
+
+    superuser = django_user_model.objects.create_superuser("root", password="root-pass-123")
+    token, key = api_token_create(user=user, name="ci script")
+    client.force_login(superuser)
+    listing = client.get(reverse("admin:copilot_apitoken_changelist")).content.decode()
+    assert "ci script" in listing and key not in listing and token.key_hash not in listing
+    assert client.get(reverse("admin:copilot_apitoken_add")).status_code == 403
+    client.post(
+        reverse("admin:copilot_apitoken_changelist"),
+        {"action": "delete_selected", "_selected_action": [token.pk], "post": "yes"},
+    )
+    assert user_for_key(key=key) is None
