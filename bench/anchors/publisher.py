@@ -1,0 +1,44 @@
+"""A separate publishing process for ours on Redis: ``python -m bench.anchors.publisher``.
+
+Runs with the portal's environment (``DATABASE_URL``, ``REDIS_URL``) and reads one JSON
+command per line on stdin, answering one JSON line on stdout:
+
+- ``{"key": JOB_ID}``: append and publish one stamped event; answers ``{"stamp": S}``;
+- ``{"keys": [...], "period": P, "duration": D}``: emit every P s for D s (in a thread);
+  answers ``{"started": true}`` at once.
+"""
+
+import json
+import os
+import sys
+import threading
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "copilot.settings")
+
+
+def main() -> None:
+    import django
+
+    django.setup()
+    from bench.anchors.endpoint import emit_every
+    from bench.anchors.publishers import portal_publish
+
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        command = json.loads(line)
+        if "key" in command:
+            answer = {"stamp": portal_publish(command["key"])}
+        else:
+            kwargs = {
+                "publish": portal_publish,
+                "keys": command["keys"],
+                "period": float(command["period"]),
+                "duration": float(command["duration"]),
+            }
+            threading.Thread(target=emit_every, kwargs=kwargs, daemon=True).start()
+            answer = {"started": True}
+        print(json.dumps(answer), flush=True)
+
+
+if __name__ == "__main__":
+    main()

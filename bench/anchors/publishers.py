@@ -1,0 +1,53 @@
+"""How each system under test publishes one stamped event (called from a worker thread).
+
+The stamp, ``time.monotonic()`` taken before anything else, travels in the event's data as
+``"bt"``; the benchmark's clients subtract it from their arrival time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+def portal_publish(key: str) -> float:
+    """Ours: append the event to the job's log, then publish it, as the runner does."""
+    from asgiref.sync import async_to_sync
+    from django.db import close_old_connections
+
+    from copilot.broadcast import event_publish
+    from copilot.services import event_append
+
+    stamp = time.monotonic()
+    data = {"status": "running", "terminal": False, "bt": stamp}
+    event = event_append(job_id=key, type="status", data=data, publish=False)
+    close_old_connections()
+    async_to_sync(event_publish)(job_id=key, event=event.as_message())
+    return stamp
+
+
+def eventstream_publish(key: str) -> float:
+    """django-eventstream: ``send_event`` (stores the event first when storage is on)."""
+    from django_eventstream import send_event
+
+    stamp = time.monotonic()
+    send_event(key, "message", {"bt": stamp})
+    return stamp
+
+
+def channels_publisher(loop_holder: dict) -> callable:
+    """Plain Channels: ``group_send`` on the server's loop (its layer is not thread-safe)."""
+
+    def publish(key: str) -> float:
+        from channels.layers import get_channel_layer
+
+        stamp = time.monotonic()
+        message = {"type": "bench.event", "bt": stamp}
+        layer = get_channel_layer()
+        future = asyncio.run_coroutine_threadsafe(
+            layer.group_send(key, message), loop_holder["loop"]
+        )
+        future.result(timeout=60)
+        return stamp
+
+    return publish
