@@ -11,9 +11,11 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
 
+from agent_generator import AgentGeneratorClient, PollPolicy
 from agent_generator.reference import ReferenceSettings, create_app
 from copilot import services
 from copilot.models import GenerationJob, JobEvent
+from copilot.runner import Runner
 from tests.copilot.conftest import running
 from tests.copilot.test_runner import GOAL, reload, runner_for, submit, wait_until_ended
 from tests.support.live import free_port, run_server
@@ -119,3 +121,54 @@ async def test_a_lost_job_run_message_delays_a_job_by_one_scan_at_most(user):
     assert job.status == Status.COMPLETED
     assert runner.wakes_received == 0
     assert waited < runner.lease_seconds / 2 + 0.2 + 1.0  # one scan interval, the job, slack
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sigterm_releases_the_runner_s_leases_and_leaves_its_jobs_resumable(user, settings):
+    port = free_port()
+    reference = ["-m", "agent_generator.reference", "--host", "127.0.0.1", "--port", str(port)]
+    with run_server(args=[*reference, "--job-seconds", "30", "--expose-stats"], port=port) as ref:
+        env = portal_env(AGENT_GENERATOR_URL=ref.url, COPILOT_LEASE_SECONDS="60")
+        with portal_process("runworker", "agent-generator", env=env) as worker:
+            job = services.job_submit(user=user, kind="decompose", payload={"description": GOAL})
+            wait_for(
+                lambda: (
+                    GenerationJob.objects.filter(pk=job.pk, status=Status.RUNNING)
+                    .exclude(lease_owner="")
+                    .exists()
+                ),
+                seconds=20,
+                what="the runner process to submit the job",
+                process=worker,
+            )
+            worker.stop()  # SIGTERM
+            assert worker.process.returncode == 0, worker.output()
+        job.refresh_from_db()
+        stats = httpx.get(f"{ref.url}/__stats").json()
+    # Released at once (not after the 60 s lease), still running upstream, not cancelled there.
+    assert (job.status, job.lease_owner, job.lease_expires_at) == (Status.RUNNING, "", None)
+    assert job.upstream_job_id
+    assert stats["deletes"] == 0
+    assert GenerationJob.objects.stale().filter(pk=job.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("faults", "error_type"),
+    [("slow-poll=2", "timeout"), ("reset", "connection_error")],
+)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("db_closer")
+async def test_network_faults_over_a_live_server_end_as_the_protocol_says(user, faults, error_type):
+    port = free_port()
+    reference = ["-m", "agent_generator.reference", "--host", "127.0.0.1", "--port", str(port)]
+    args = [*reference, "--job-seconds", "1", "--faults", faults]
+    policy = PollPolicy(interval=0.02, max_interval=0.05, max_consecutive_errors=2, budget=30)
+    with run_server(args=args, port=port) as ref:
+
+        def client() -> AgentGeneratorClient:
+            return AgentGeneratorClient(base_url=ref.url, timeout=httpx.Timeout(0.5), policy=policy)
+
+        runner = Runner(client_factory=client, lease_seconds=5)
+        async with running(runner):
+            job = await wait_until_ended(await submit(user), timeout=30)
+    assert (job.status, job.error_type) == (Status.FAILED, error_type)
