@@ -185,8 +185,7 @@ class JobEventStream(AsyncHttpConsumer):
         if await self._replay():
             await self._finish()
         self._timers = [
-            asyncio.create_task(self._heartbeat()),
-            asyncio.create_task(self._rotate()),
+            asyncio.create_task(self._tick()),
         ]
         LagWatch.current().add(self)
         logger.debug("stream open job=%s from=%s", job.id, last)
@@ -275,16 +274,20 @@ class JobEventStream(AsyncHttpConsumer):
         await self._cleanup()
         raise StopConsumer()
 
-    async def _heartbeat(self) -> None:
+    async def _tick(self) -> None:
+        """One timer per stream: heartbeats, then the planned rotation."""
+        loop = asyncio.get_running_loop()
+        close_at = loop.time() + settings.COPILOT_STREAM_MAX_SECONDS
         while self.open:
-            await asyncio.sleep(settings.COPILOT_HEARTBEAT_SECONDS)
-            if self.open:
-                await self.send_body(encode_comment("ping"), more_body=True)
-
-    async def _rotate(self) -> None:
-        await asyncio.sleep(settings.COPILOT_STREAM_MAX_SECONDS)
-        # Through our own channel, so the close is dispatched in turn with live events.
-        await self.channel_layer.send(self.channel_name, {"type": "stream.close"})
+            wait = min(settings.COPILOT_HEARTBEAT_SECONDS, close_at - loop.time())
+            await asyncio.sleep(max(wait, 0))
+            if not self.open:
+                return
+            if loop.time() >= close_at:
+                # Through our own channel, so the close is dispatched in turn with live events.
+                await self.channel_layer.send(self.channel_name, {"type": "stream.close"})
+                return
+            await self.send_body(encode_comment("ping"), more_body=True)
 
     # -- closing -------------------------------------------------------------------------
 
