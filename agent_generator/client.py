@@ -171,11 +171,14 @@ class AgentGeneratorClient:
         raises an ``AgentGeneratorError``.
         """
         job_id = validate_job_id(job_id)
+        bound = self.policy.cancel_timeout
         try:
-            response = await self._http.delete(
-                f"/api/jobs/{job_id}", timeout=httpx.Timeout(self.policy.cancel_timeout)
-            )
-        except httpx.HTTPError as exc:
+            # httpx bounds each phase (connect, write, read); asyncio bounds the whole call.
+            async with asyncio.timeout(bound):
+                response = await self._http.delete(
+                    f"/api/jobs/{job_id}", timeout=httpx.Timeout(bound)
+                )
+        except (httpx.HTTPError, TimeoutError) as exc:
             logger.warning("agent generator cancel failed job_id=%s error=%r", job_id, exc)
             return False
         accepted = response.is_success
@@ -245,9 +248,11 @@ class AgentGeneratorClient:
         except StopRequested as stop:
             if stop.reason == "detach":
                 logger.info("agent generator job detached job_id=%s", job_id)
-                raise Detached(f"stopped following job {job_id}", job_id=job_id) from None
-            if job_id is not None:
-                await self.cancel(job_id=job_id)
+                message = f"stopped following job {job_id}" if job_id else "detached before submit"
+                raise Detached(message, job_id=job_id) from None
+            if job_id is None:
+                raise JobCancelled("cancelled on request before the job was submitted") from None
+            await self.cancel(job_id=job_id)
             raise JobCancelled(f"job {job_id} cancelled on request") from None
         except PollTimeout:
             if job_id is not None:

@@ -27,6 +27,7 @@ from agent_generator.jobs import Operation
 __all__ = [
     "AgentResult",
     "Block",
+    "Blocks",
     "ClarifyingQuestion",
     "ClarifyingQuestions",
     "DecomposeError",
@@ -166,6 +167,10 @@ class Block:
     name: str
     description: str = ""
     data: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+Blocks = list[Block]
+"""What ``get_blocks()`` returns."""
 
 
 def parse_result(*, operation: Operation, result: object) -> Result:

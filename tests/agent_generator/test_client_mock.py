@@ -5,6 +5,7 @@ Everything else is tested against the reference service (``test_client.py`` and 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -201,3 +202,36 @@ async def test_wait_is_kept_below_the_read_timeout(
         base_url="http://x", timeout=request_timeout, policy=policy
     ) as client:
         assert client.wait_cap == pytest.approx(cap)
+
+
+async def test_retry_after_on_a_good_answer_delays_the_next_poll() -> None:
+    recorder = Recorder(
+        submit=[accepted()],
+        polls=[
+            httpx.Response(
+                200, json={"job_id": "job-1", "status": "running"}, headers={"Retry-After": "1"}
+            ),
+            job("completed", result=VAGUE),
+        ],
+    )
+    async with recorder.client() as client:
+        await client.run(
+            operation=Operation.DECOMPOSE, payload={"description": "x"}, idempotency_key="k"
+        )
+    first, second = recorder.times("GET")
+    # A status change would be polled again at once; Retry-After wins.
+    assert second - first >= 1.0
+
+
+async def test_cancel_gives_up_after_cancel_timeout() -> None:
+    async def hang(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)
+        return httpx.Response(204)
+
+    policy = PollPolicy(cancel_timeout=0.2)
+    async with AgentGeneratorClient(
+        base_url="http://generator.test", transport=httpx.MockTransport(hang), policy=policy
+    ) as client:
+        started = time.monotonic()
+        assert await client.cancel(job_id="job-1") is False
+        assert time.monotonic() - started < 2
