@@ -79,7 +79,9 @@ class JobUpdate:
       ``job_id`` to resume later).
     - ``status``: the status changed (including to a terminal one); carries the progress
       seen in the same answer.
-    - ``progress``: percent or phase changed while the status stayed the same.
+    - ``progress``: percent or phase changed (also when the status changed in the same
+      answer: then it follows the ``status`` update), so following ``progress`` updates
+      alone sees every progress change.
     """
 
     kind: Literal["submitted", "status", "progress"]

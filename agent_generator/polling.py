@@ -5,7 +5,8 @@ Per answer (see the protocol and ``PollPolicy``):
 - Each poll asks ``?wait=W``, W = the current jittered interval capped by
   ``policy.max_wait``, the request timeout and the remaining budget. A long-polling
   service answers as soon as the job changes; one that does not answers at once.
-- A change of status or progress is reported through ``on_update`` (once) and the
+- A change of status or progress is reported through ``on_update`` (once each: an
+  answer that changes both gives a ``status`` then a ``progress`` update) and the
   job is polled again at once. Only a status change resets the interval. Seeing the
   progress for the first time is reported but is not a change of the job.
 - No change: the interval doubles (up to ``max_interval``). If the service held the
@@ -105,7 +106,7 @@ async def follow_job(
         if status_changed:
             logger.info("agent generator job status job_id=%s status=%s", job_id, status)
             await _emit(on_update, kind="status", answer=answer)
-        elif progress_changed:
+        if progress_changed:
             await _emit(on_update, kind="progress", answer=answer)
 
         if answer.terminal:
