@@ -20,7 +20,7 @@ from agent_generator.exceptions import (
     JobNotFound,
     ServiceUnavailable,
 )
-from agent_generator.results import VagueGoal
+from agent_generator.results import DecomposeError, VagueGoal
 
 FAST = PollPolicy(interval=0.02, max_interval=0.1, budget=10, cancel_timeout=0.5)
 VAGUE = {"type": "vague_goal", "suggested_goal": "Say which news and where to send it"}
@@ -235,3 +235,13 @@ async def test_cancel_gives_up_after_cancel_timeout() -> None:
         started = time.monotonic()
         assert await client.cancel(job_id="job-1") is False
         assert time.monotonic() - started < 2
+
+
+async def test_a_decompose_error_result_is_returned_not_raised() -> None:
+    # The reference service never answers this decompose result type.
+    error = {"type": "error", "error": "The model refused.", "error_type": "llm_refusal"}
+    recorder = Recorder(submit=[accepted()], polls=[job("completed", result=error)])
+    async with recorder.client() as client:
+        result = await client.decompose_goal(description="x", idempotency_key="k")
+    assert isinstance(result, DecomposeError)
+    assert result.as_dict() == error
