@@ -4,14 +4,13 @@ Runs with the portal's environment (``DATABASE_URL``, ``REDIS_URL``) and reads o
 command per line on stdin, answering one JSON line on stdout:
 
 - ``{"key": JOB_ID}``: append and publish one stamped event; answers ``{"stamp": S}``;
-- ``{"keys": [...], "period": P, "duration": D}``: emit every P s for D s (in a thread);
-  answers ``{"started": true}`` at once.
+- ``{"keys": [...], "period": P, "duration": D}``: emit every P s for D s;
+  answers ``{"sent": n, "behind_max": s}`` when done.
 """
 
 import json
 import os
 import sys
-import threading
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "copilot.settings")
 
@@ -29,14 +28,12 @@ def main() -> None:
         if "key" in command:
             answer = {"stamp": portal_publish(command["key"])}
         else:
-            kwargs = {
-                "publish": portal_publish,
-                "keys": command["keys"],
-                "period": float(command["period"]),
-                "duration": float(command["duration"]),
-            }
-            threading.Thread(target=emit_every, kwargs=kwargs, daemon=True).start()
-            answer = {"started": True}
+            answer = emit_every(
+                publish=portal_publish,
+                keys=command["keys"],
+                period=float(command["period"]),
+                duration=float(command["duration"]),
+            )
         print(json.dumps(answer), flush=True)
 
 

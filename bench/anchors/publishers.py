@@ -7,12 +7,29 @@ The stamp, ``time.monotonic()`` taken before anything else, travels in the event
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+
+_background: dict = {}
+_background_lock = threading.Lock()
+
+
+def _publish_loop() -> asyncio.AbstractEventLoop:
+    """One event loop in a thread of its own, where ours publishes (as the runner's loop)."""
+    with _background_lock:
+        if "loop" not in _background:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="bench-publish", daemon=True).start()
+            _background["loop"] = loop
+        return _background["loop"]
 
 
 def portal_publish(key: str) -> float:
-    """Ours: append the event to the job's log, then publish it, as the runner does."""
-    from asgiref.sync import async_to_sync
+    """Ours: append the event to the job's log, then publish it, as the runner does.
+
+    The runner writes on its database thread, then awaits ``event_publish`` on its own loop;
+    here the write runs in the calling thread and the publish on a long-lived loop thread.
+    """
     from django.db import close_old_connections
 
     from copilot.broadcast import event_publish
@@ -22,7 +39,10 @@ def portal_publish(key: str) -> float:
     data = {"status": "running", "terminal": False, "bt": stamp}
     event = event_append(job_id=key, type="status", data=data, publish=False)
     close_old_connections()
-    async_to_sync(event_publish)(job_id=key, event=event.as_message())
+    future = asyncio.run_coroutine_threadsafe(
+        event_publish(job_id=key, event=event.as_message()), _publish_loop()
+    )
+    future.result(timeout=60)
     return stamp
 
 

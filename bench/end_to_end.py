@@ -1,0 +1,348 @@
+"""From the user's click to the browser: submit-to-first-event and completion-to-browser delay.
+
+    .venv/bin/python bench/end_to_end.py [--jobs 6] [--job-seconds 60] [--stagger 10]
+
+Three set-ups run side by side, each with its own reference Agent Generator (a live
+server, ``python -m agent_generator.reference --job-seconds S``) on a free port:
+
+- **ours, long-poll**: the portal as shipped (``daphne copilot.asgi:application``, SQLite, the
+  embedded runner, default poll policy) against a reference that holds ``?wait=`` polls;
+- **ours, no long-poll**: the same against ``--no-long-poll``;
+- **fixed 10 s (seed)**: the seed platform's way, a plain poll every 10 s (no browser leg: the
+  delay is when the server itself learns the news, a lower bound for its browser).
+
+Each job is submitted through the portal's JSON API (``POST /api/jobs/``, bearer token) at a
+random moment of the first ``--stagger`` seconds, and its SSE stream
+(``GET /jobs/<id>/events``, session cookie) is opened right after, as the job page does.
+Times are wall-clock (``time.time()``): the reference logs ``job created id=…`` with a
+millisecond timestamp, so a job completes on the service at that time + ``--job-seconds``.
+
+- submit -> first event: POST sent until the stream's first event (the snapshot);
+- submit -> running: POST sent until the ``running`` event (the service accepted the job);
+- completion -> browser: the job's end on the service until the terminal event arrives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._support import (
+    PYTHON,
+    ROOT,
+    BenchDatabase,
+    Process,
+    SetupError,
+    command_line,
+    daphne_args,
+    free_port,
+    machine,
+    percentile,
+    portal_env,
+    reference_args,
+    running,
+    table,
+)
+
+GOAL = "Every weekday at 8am email me a summary of the top 5 news articles about solar power"
+FIXED_INTERVAL = 10.0
+
+CREDENTIALS = """
+from django.contrib.auth import get_user_model
+from django.test import Client
+from copilot.api_auth import api_token_create
+user, _ = get_user_model().objects.get_or_create(username="bench")
+_, key = api_token_create(user=user, name="bench")
+client = Client()
+client.force_login(user)
+print(key, client.cookies["sessionid"].value)
+"""
+
+
+@dataclass
+class JobTimes:
+    submitted: float = 0.0
+    first_event: float = 0.0
+    running: float = 0.0
+    terminal: float = 0.0
+    upstream: str = ""
+    status: str = ""
+
+
+@dataclass
+class Setup:
+    name: str
+    jobs: list[JobTimes] = field(default_factory=list)
+    polls: int = 0
+    completed: dict[str, float] = field(default_factory=dict)  # upstream id -> end time
+
+
+def created_times(log: str) -> dict[str, float]:
+    """``job created id=X`` lines of a reference log -> X: epoch seconds of the line."""
+    out = {}
+    for line in log.splitlines():
+        if "job created id=" not in line:
+            continue
+        stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        job_id = line.split("job created id=", 1)[1].split()[0]
+        out[job_id] = stamp
+    return out
+
+
+async def sse_follow(*, port: int, job_id: str, cookie: str, times: JobTimes) -> None:
+    """Read the job's stream until its terminal event, noting when each milestone arrives."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        (
+            f"GET /jobs/{job_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Cookie: sessionid={cookie}\r\nAccept: text/event-stream\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    event = ""
+    try:
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            now = time.time()
+            text = line.decode(errors="replace").rstrip("\r\n")
+            if text.startswith("event: "):
+                event = text[7:]
+                times.first_event = times.first_event or now
+            elif text.startswith("data: ") and event:
+                try:
+                    data = json.loads(text[6:])
+                except ValueError:
+                    continue  # a data line split by chunked framing; never a milestone
+                if data.get("upstream_job_id"):
+                    times.upstream = data["upstream_job_id"]
+                if data.get("status") == "running" and not times.running:
+                    times.running = now
+                if data.get("terminal"):
+                    times.terminal = now
+                    times.status = data.get("status", "")
+                    return
+    finally:
+        writer.close()
+
+
+async def ours(*, setup: Setup, long_poll: bool, args: argparse.Namespace, seed: int) -> None:
+    db = BenchDatabase(kind="sqlite")
+    ref_port, web_port = free_port(), free_port()
+    try:
+        await asyncio.to_thread(db.create)
+        env = portal_env(
+            database_url=db.url,
+            AGENT_GENERATOR_URL=f"http://127.0.0.1:{ref_port}",
+            COPILOT_MAX_ACTIVE_JOBS_PER_USER="1000",
+        )
+        answer = await asyncio.to_thread(
+            subprocess.run,
+            [PYTHON, "manage.py", "shell", "-c", CREDENTIALS],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if answer.returncode:
+            raise SetupError(f"credentials: {answer.stderr}")
+        key, cookie = answer.stdout.split()[-2:]
+        ref = reference_args(port=ref_port, job_seconds=args.job_seconds, long_poll=long_poll)
+        with (
+            running(name="reference", args=ref, env=env, port=ref_port, ready="/health") as rp,
+            running(
+                name="portal",
+                args=daphne_args(app="copilot.asgi:application", port=web_port),
+                env=env,
+                port=web_port,
+            ),
+        ):
+            rng = random.Random(seed)
+            base = f"http://127.0.0.1:{web_port}"
+            async with httpx.AsyncClient(
+                base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30
+            ) as http:
+
+                async def one(delay: float) -> JobTimes:
+                    times = JobTimes()
+                    await asyncio.sleep(delay)
+                    times.submitted = time.time()
+                    reply = await http.post(
+                        "/api/jobs/", json={"kind": "decompose", "description": GOAL}
+                    )
+                    if reply.status_code != 201:
+                        raise SetupError(f"submit answered {reply.status_code}: {reply.text}")
+                    await sse_follow(
+                        port=web_port, job_id=reply.json()["id"], cookie=cookie, times=times
+                    )
+                    return times
+
+                delays = [rng.uniform(0, args.stagger) for _ in range(args.jobs)]
+                limit = args.stagger + args.job_seconds * 2 + 60
+                setup.jobs = list(
+                    await asyncio.wait_for(asyncio.gather(*(one(d) for d in delays)), limit)
+                )
+                stats = (await http.get(f"http://127.0.0.1:{ref_port}/__stats")).json()
+            setup.polls = stats["polls"]
+            setup.completed = {
+                job: created + args.job_seconds for job, created in created_times(_log(rp)).items()
+            }
+    finally:
+        db.drop()
+
+
+async def fixed(*, setup: Setup, args: argparse.Namespace, seed: int) -> None:
+    port = free_port()
+    ref = reference_args(port=port, job_seconds=args.job_seconds, long_poll=False)
+    with running(
+        name="reference",
+        args=ref,
+        env=portal_env(database_url="sqlite:///x"),
+        port=port,
+        ready="/health",
+    ) as rp:
+        rng = random.Random(seed)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+
+            async def one(delay: float) -> JobTimes:
+                times = JobTimes()
+                await asyncio.sleep(delay)
+                times.submitted = time.time()
+                reply = await http.post("/api/decompose-description", json={"description": GOAL})
+                times.upstream = reply.json()["job_id"]
+                while True:
+                    await asyncio.sleep(FIXED_INTERVAL)
+                    job = (await http.get(f"/api/jobs/{times.upstream}")).json()
+                    now = time.time()
+                    times.first_event = times.first_event or now
+                    if job["status"] in ("running", "completed") and not times.running:
+                        times.running = now
+                    if job["status"] in ("completed", "failed", "cancelled"):
+                        times.terminal = now
+                        times.status = job["status"]
+                        return times
+
+            delays = [rng.uniform(0, args.stagger) for _ in range(args.jobs)]
+            setup.jobs = list(await asyncio.gather(*(one(d) for d in delays)))
+            setup.polls = (await http.get("/__stats")).json()["polls"]
+        setup.completed = {
+            job: created + args.job_seconds for job, created in created_times(_log(rp)).items()
+        }
+
+
+def _log(process: Process) -> str:
+    return process.log_path.read_text(errors="replace")
+
+
+def report(setups: list[Setup], *, command: str, args: argparse.Namespace) -> str:
+    def stats(values: list[float]) -> str:
+        if not values:
+            return "-"
+        return f"{percentile(values, 0.5):.2f} / {max(values):.2f}"
+
+    rows = []
+    for s in setups:
+        first = [j.first_event - j.submitted for j in s.jobs if j.first_event]
+        run = [j.running - j.submitted for j in s.jobs if j.running]
+        done = [
+            j.terminal - s.completed[j.upstream]
+            for j in s.jobs
+            if j.terminal and j.upstream in s.completed
+        ]
+        ended = sum(1 for j in s.jobs if j.status == "completed")
+        rows.append(
+            [
+                s.name,
+                f"{ended}/{len(s.jobs)}",
+                stats(first),
+                stats(run),
+                stats(done),
+                f"{s.polls / max(len(s.jobs), 1):.1f}",
+            ]
+        )
+    headers = [
+        "set-up",
+        "completed",
+        "submit -> first event s (p50 / max)",
+        "submit -> running s",
+        "completion -> browser s",
+        "polls/job",
+    ]
+    return "\n".join(
+        [
+            f"$ {command}",
+            machine(),
+            "",
+            table(headers, rows),
+            "",
+            f"{args.jobs} jobs per set-up, {args.job_seconds:g} s each on the service, "
+            f"submitted over {args.stagger:g} s; ours uses the default poll policy "
+            "(2 s doubling to 30 s, ?wait= up to 25 s).",
+        ]
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench/end_to_end.py", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=6, help="jobs per set-up (default: %(default)r)"
+    )
+    parser.add_argument(
+        "--job-seconds",
+        type=float,
+        default=60.0,
+        help="job length on the service (default: %(default)r)",
+    )
+    parser.add_argument(
+        "--stagger",
+        type=float,
+        default=10.0,
+        help="jobs are submitted over this many seconds (default: %(default)r)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)r)")
+    return parser
+
+
+async def main_async(args: argparse.Namespace) -> list[Setup]:
+    setups = [Setup("ours, long-poll"), Setup("ours, no long-poll"), Setup("fixed 10 s (seed)")]
+    await asyncio.gather(
+        ours(setup=setups[0], long_poll=True, args=args, seed=args.seed),
+        ours(setup=setups[1], long_poll=False, args=args, seed=args.seed),
+        fixed(setup=setups[2], args=args, seed=args.seed),
+    )
+    return setups
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if args.jobs < 1 or args.job_seconds <= 0:
+        print("need --jobs >= 1 and --job-seconds > 0", file=sys.stderr)
+        return 2
+    try:
+        setups = asyncio.run(main_async(args))
+    except (SetupError, TimeoutError) as exc:
+        print(f"setup failed: {exc!r}", file=sys.stderr)
+        return 1
+    print(report(setups, command=command_line("bench/end_to_end.py", argv), args=args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
