@@ -149,10 +149,12 @@ class AgentGeneratorClient:
     async def poll(self, *, job_id: str, wait: float | None = None) -> PollAnswer:
         """One ``GET /api/jobs/{job_id}[?wait=W]``, validated (no retry, no result parsing).
 
+        ``wait`` is capped by ``wait_cap`` so that a held poll never outlives the read timeout.
         Raises a ``TransientError`` for 408/429/503/504 and network failures, ``JobNotFound``
         for 404, ``HTTPStatusError`` for other non-2xx, ``InvalidResponse`` for a bad body.
         """
         job_id = validate_job_id(job_id)
+        wait = min(wait, self.wait_cap) if wait is not None else None
         params = {"wait": f"{wait:.3f}".rstrip("0").rstrip(".")} if wait and wait > 0 else None
         what = f"poll job {job_id}"
         response = await self._request(

@@ -245,3 +245,13 @@ async def test_a_decompose_error_result_is_returned_not_raised() -> None:
         result = await client.decompose_goal(description="x", idempotency_key="k")
     assert isinstance(result, DecomposeError)
     assert result.as_dict() == error
+
+
+async def test_poll_caps_the_wait_it_asks() -> None:
+    recorder = Recorder(submit=[], polls=[job("running"), job("running")])
+    async with recorder.client(PollPolicy(max_wait=10)) as client:
+        await client.poll(job_id="job-1", wait=60)
+        await client.poll(job_id="job-1")
+    first, second = (request for _, request in recorder.requests)
+    assert first.url.params["wait"] == "10"
+    assert "wait" not in second.url.params
