@@ -61,8 +61,14 @@ def error_for_status(
     return HTTPStatusError(message, status_code=status)
 
 
-def error_for_transport(exc: httpx.TransportError, *, what: str) -> TransientError:
-    """The retried error an httpx transport failure stands for (chain it with ``from exc``)."""
+def error_for_transport(
+    exc: httpx.TransportError | ConnectionError, *, what: str
+) -> TransientError:
+    """The retried error a transport failure stands for (chain it with ``from exc``).
+
+    Over a network httpx wraps every socket error; an in-process transport
+    (``httpx.ASGITransport``) lets a ``ConnectionError`` from the app through as it is.
+    """
     if isinstance(exc, httpx.TimeoutException):
         return RequestTimeout(f"{what}: request timed out ({type(exc).__name__})")
     return ConnectionFailed(f"{what}: connection failed ({type(exc).__name__}: {exc})")

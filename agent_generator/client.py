@@ -348,7 +348,7 @@ class AgentGeneratorClient:
         """One request; transport failures and non-2xx answers become client errors."""
         try:
             response = await self._http.request(method, url, **kwargs)
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, ConnectionError) as exc:
             raise error_for_transport(exc, what=what) from exc
         error = error_for_status(response, what=what, not_found_is_job=not_found_is_job)
         if error is not None:

@@ -2,8 +2,9 @@
 
 Transient faults under the cap are survived; everything else ends as the right
 ``error_type``, at once when retrying cannot help. In-process over ``httpx.ASGITransport``;
-``reset``, ``slow-poll`` beyond the timeout and ``slow-submit`` beyond it need a real
-socket and are in ``test_client_live.py``.
+``slow-poll`` and ``slow-submit`` beyond the request timeout need a real socket (the
+in-process transport has no timeouts) and are in ``test_client_live.py``, with ``reset``
+over a real connection.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from agent_generator import AgentGeneratorClient, PollPolicy
 from agent_generator.exceptions import (
     AgentGeneratorError,
+    ConnectionFailed,
     InvalidResponse,
     JobFailed,
     JobNotFound,
@@ -154,6 +156,17 @@ async def test_fatal_faults_end_at_once_with_their_type(
     if polls is not None:
         assert service.stats.polls == polls
     assert service.stats.submits == 1
+
+
+async def test_a_dropped_connection_in_process_is_connection_error(
+    client: AgentGeneratorClient, service: ReferenceApp
+) -> None:
+    # ASGITransport lets the app's ConnectionResetError through; it is still a lost connection.
+    with pytest.raises(ConnectionFailed) as info:
+        await decompose_with(client, "reset")
+    assert info.value.error_type == "connection_error"
+    assert isinstance(info.value.__cause__, ConnectionResetError)
+    assert service.stats.polls == POLICY.max_consecutive_errors
 
 
 async def test_failed_job_keeps_the_upstream_error_type(client: AgentGeneratorClient) -> None:
