@@ -35,13 +35,13 @@ _TRANSIENT_STATUS: dict[int, type[TransientError]] = {
 }
 
 
-def retry_after_of(response: httpx.Response) -> float | None:
+def retry_after_of(*, response: httpx.Response) -> float | None:
     """The answer's ``Retry-After`` in seconds, or ``None``."""
     return parse_retry_after(value=response.headers.get("retry-after"))
 
 
 def error_for_status(
-    response: httpx.Response, *, what: str, not_found_is_job: bool = False
+    *, response: httpx.Response, what: str, not_found_is_job: bool = False
 ) -> AgentGeneratorError | None:
     """The error a non-2xx answer stands for (``None`` for 2xx); ``what`` names the request."""
     status = response.status_code
@@ -51,7 +51,7 @@ def error_for_status(
     if transient is not None:
         return transient(
             f"{what}: HTTP {status}",
-            retry_after=retry_after_of(response),
+            retry_after=retry_after_of(response=response),
             status_code=status,
         )
     if status == 404 and not_found_is_job:
@@ -62,7 +62,7 @@ def error_for_status(
 
 
 def error_for_transport(
-    exc: httpx.TransportError | ConnectionError, *, what: str
+    *, exc: httpx.TransportError | ConnectionError, what: str
 ) -> TransientError:
     """The retried error a transport failure stands for (chain it with ``from exc``).
 
@@ -74,7 +74,7 @@ def error_for_transport(
     return ConnectionFailed(f"{what}: connection failed ({type(exc).__name__}: {exc})")
 
 
-def json_body(response: httpx.Response, *, what: str) -> Any:
+def json_body(*, response: httpx.Response, what: str) -> Any:
     """The decoded JSON body, or ``InvalidResponse`` if it is not JSON."""
     try:
         return json.loads(response.content)

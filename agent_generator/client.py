@@ -116,12 +116,12 @@ class AgentGeneratorClient:
     async def health(self) -> Health:
         """``GET /health`` (one request, not retried)."""
         response = await self._request("GET", "/health", what="health")
-        return parse_health(json_body(response, what="health"))
+        return parse_health(body=json_body(response=response, what="health"))
 
     async def get_blocks(self) -> list[Block]:
         """``GET /api/blocks``: the blocks the generator can build with (not retried)."""
         response = await self._request("GET", "/api/blocks", what="blocks")
-        return parse_blocks(json_body(response, what="blocks"))
+        return parse_blocks(body=json_body(response=response, what="blocks"))
 
     async def submit(
         self,
@@ -162,8 +162,8 @@ class AgentGeneratorClient:
         )
         return parse_poll_answer(
             job_id=job_id,
-            body=json_body(response, what=what),
-            retry_after=retry_after_of(response),
+            body=json_body(response=response, what=what),
+            retry_after=retry_after_of(response=response),
         )
 
     async def cancel(self, *, job_id: str) -> bool:
@@ -349,8 +349,8 @@ class AgentGeneratorClient:
         try:
             response = await self._http.request(method, url, **kwargs)
         except (httpx.TransportError, ConnectionError) as exc:
-            raise error_for_transport(exc, what=what) from exc
-        error = error_for_status(response, what=what, not_found_is_job=not_found_is_job)
+            raise error_for_transport(exc=exc, what=what) from exc
+        error = error_for_status(response=response, what=what, not_found_is_job=not_found_is_job)
         if error is not None:
             raise error
         return response
@@ -366,7 +366,7 @@ class AgentGeneratorClient:
         response = await self._request(
             "POST", operation.path, what=what, json=dict(payload), headers=dict(headers)
         )
-        body = json_body(response, what=what)
+        body = json_body(response=response, what=what)
         if not isinstance(body, dict):
             raise InvalidResponse(f"{what}: answer is not a JSON object")
         job_id = validate_job_id(body.get("job_id"))

@@ -38,6 +38,8 @@ __all__ = [
     "Result",
     "UnachievableGoal",
     "VagueGoal",
+    "parse_blocks",
+    "parse_health",
     "parse_result",
     "result_from_dict",
 ]
@@ -201,7 +203,8 @@ def result_from_dict(data: Mapping[str, Any]) -> Result:
     return parser(data)
 
 
-def parse_health(body: object) -> Health:
+def parse_health(*, body: object) -> Health:
+    """Validate a ``GET /health`` answer."""
     if not isinstance(body, dict):
         raise InvalidResponse("health answer is not an object")
     status = _text(body, "status", where="health")
@@ -211,7 +214,8 @@ def parse_health(body: object) -> Health:
     return Health(status=status, blocks_loaded=blocks_loaded)
 
 
-def parse_blocks(body: object) -> list[Block]:
+def parse_blocks(*, body: object) -> list[Block]:
+    """Validate a ``GET /api/blocks`` answer."""
     if not isinstance(body, dict) or body.get("success") is not True:
         raise InvalidResponse("blocks answer is not {'success': true, ...}")
     blocks = body.get("blocks")
