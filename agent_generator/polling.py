@@ -106,7 +106,7 @@ async def follow_job(
         if status_changed:
             logger.info("agent generator job status job_id=%s status=%s", job_id, status)
             await _emit(on_update, kind="status", answer=answer)
-        if progress_changed:
+        if progress_changed and (answer.percent, answer.phase) != (None, None):
             await _emit(on_update, kind="progress", answer=answer)
 
         if answer.terminal:
