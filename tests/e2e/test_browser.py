@@ -56,6 +56,15 @@ def wait_for_finished_page(page: Page) -> None:
     expect(page.locator("[data-copilot-stream]")).to_have_count(0)  # nothing left to follow
 
 
+def wait_until_recorded(page: Page, predicate, *, what: str, seconds: float = 5.0) -> None:
+    """Let Playwright deliver the page's pending records until ``predicate()`` holds."""
+    for _ in range(int(seconds / 0.05)):
+        if predicate():
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError(f"the page never reported {what}")
+
+
 def assert_every_event_shown_once(
     page: Page, *, recorder: PageRecorder, job: GenerationJob
 ) -> None:
@@ -66,14 +75,20 @@ def assert_every_event_shown_once(
     stored = list(JobEvent.objects.filter(job=job).order_by("seq").values_list("seq", flat=True))
     assert stored == list(range(1, last + 1))
 
-    loads = recorder.loads(f"/jobs/{job.id}/")
+    path = f"/jobs/{job.id}/"
+    wait_until_recorded(
+        page, lambda: not recorder.loads(path)[-1]["streaming"], what="the reloaded page"
+    )
+    loads = recorder.loads(path)
     assert loads[0]["streaming"], "the first load of the job page follows the stream"
     first = loads[0]["doc"]
     shown = loads[0]["seqs"] + recorder.event_ids(first)
     duplicates = [seq for seq, n in Counter(shown).items() if n > 1]
     assert not duplicates, f"events delivered more than once: {duplicates}"
     assert sorted(shown) == list(range(1, last + 1))
-    assert recorder.event_ids(first), "some events arrived live, not only at the first load"
+    live = recorder.event_ids(first)
+    assert live, "some events arrived live, not only at the first load"
+    assert live == sorted(live), "events arrived out of order"
 
     final = loads[-1]
     assert not final["streaming"] and final["seqs"] == list(range(1, last + 1))
@@ -112,15 +127,6 @@ def test_a_job_cut_several_times_completes_on_screen_with_every_event_once(
     assert names[-1] == "done"
     assert portal.proxy.stats().cut >= 3
     assert path.stat().st_size > 0
-
-
-def wait_until_recorded(page: Page, predicate, *, what: str, seconds: float = 5.0) -> None:
-    """Let Playwright deliver the page's pending records until ``predicate()`` holds."""
-    for _ in range(int(seconds / 0.05)):
-        if predicate():
-            return
-        page.wait_for_timeout(50)
-    raise AssertionError(f"the page never reported {what}")
 
 
 def go_down_until_lost(page: Page, *, portal: Portal, recorder: PageRecorder, doc: str) -> None:
