@@ -7,7 +7,8 @@ Per answer (see the protocol and ``PollPolicy``):
   service answers as soon as the job changes; one that does not answers at once.
 - A change of status or progress is reported through ``on_update`` (once each: an
   answer that changes both gives a ``status`` then a ``progress`` update) and the
-  job is polled again at once. Only a status change resets the interval. Seeing the
+  job is polled again at once. Only a status change resets the interval, and not once
+  the service is known to hold polls (it reports the next change at once). Seeing the
   progress for the first time is reported but is not a change of the job.
 - No change: the interval doubles (up to ``max_interval``). If the service held the
   poll for its whole ``wait`` (long-poll), poll again at once -- the hold was the wait;
@@ -151,7 +152,9 @@ class _Pace:
         progress_changed: bool,
     ) -> float:
         """Seconds to sleep before the next poll (``Retry-After`` is applied by the caller)."""
-        if status_changed:
+        if status_changed and self.holds is not True:
+            # Back to short intervals after a change -- unless the service holds polls: then
+            # it tells us of the next change at once anyway, and short holds only add requests.
             self._backoff.reset()
         if status_changed or progress_changed:
             if self.holds is False:
