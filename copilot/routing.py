@@ -5,6 +5,7 @@ from __future__ import annotations
 from channels.auth import AuthMiddlewareStack
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter
 from django.conf import settings
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.urls import path, re_path
 
 from copilot.broadcast import RUNNER_CHANNEL
@@ -31,6 +32,10 @@ class PrefixMount:
 
 
 def build_application(django_app):
+    # The portal's few static files (CSS, stream.js) are served by the app itself, so any
+    # ASGI server shows a working page; behind nginx, `collectstatic` and a /static/ location
+    # can take that over (docs/deploy.md).
+    django_app = ASGIStaticFilesHandler(django_app)
     http = URLRouter(
         [
             # Served by a Channels consumer, not a Django view: Django's ASGI handler keeps

@@ -483,7 +483,12 @@ def start_in_process() -> Runner:
         runner.stop()
         runner.stopped.wait(timeout=10)
 
-    atexit.register(stop_at_exit)
+    # At interpreter exit (a server stopped by SIGTERM or Ctrl-C), stop before
+    # concurrent.futures shuts its executors down -- the runner's database thread among them --
+    # so that the leases are still released: threading's exit hooks run before atexit's, and
+    # the latest registered first.
+    register = getattr(threading, "_register_atexit", atexit.register)
+    register(stop_at_exit)
     return runner
 
 
