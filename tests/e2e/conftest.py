@@ -3,13 +3,11 @@
 A test calls ``start_portal(job_seconds=…, cut_after=…)`` and gets a :class:`Portal`:
 
     Chromium ──▶ CuttingProxy ──▶ web server (Daphne, runner inside) ──▶ reference Agent Generator
-                 tests/e2e/proxy    manage.py runserver                   agent_generator.reference
+                 tests/e2e/proxy    daphne copilot.asgi:application        agent_generator.reference
 
 all on 127.0.0.1, on free ports, sharing the test's database, and stopped (by pid) when the
-test ends. The web server is Daphne started through ``manage.py runserver --noreload
---insecure`` (Daphne's own ``runserver``): the same ASGI application as ``python -m daphne
-copilot.asgi:application``, plus the static files, which a bare Daphne does not serve (the
-job page would have no CSS and no ``stream.js``).
+test ends. The web server is a bare ``python -m daphne copilot.asgi:application``, as in
+production: the app serves its own static files, and the runner starts inside it.
 
 ``chromium`` is Debian's, driven by Playwright; nothing is downloaded. ``browser_page`` is a
 fresh page in a fresh context whose every ``copilot:event`` and ``[data-stream-state]`` change
@@ -67,14 +65,14 @@ class Portal:
 
 @contextlib.contextmanager
 def web_server(*, env: dict[str, str]) -> Iterator[LiveProcess]:
-    """Daphne (``manage.py runserver --noreload --insecure``) with exactly ``env``."""
+    """``daphne copilot.asgi:application`` with exactly ``env``."""
     port = free_port()
-    args = [sys.executable, "manage.py", "runserver", "--noreload", "--insecure"]
+    args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
     with tempfile.TemporaryDirectory(prefix="e2e-web-") as tmp:
         log_path = Path(tmp) / "output.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [*args, f"127.0.0.1:{port}"],
+                [*args, "copilot.asgi:application"],
                 cwd=ROOT,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
