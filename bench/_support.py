@@ -223,9 +223,10 @@ def machine() -> str:
     with contextlib.suppress(OSError, ValueError):
         kb = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
         mem = f"{kb / 1024 / 1024:.1f} GiB"
+    load = Path("/proc/loadavg").read_text().split()[:3]
     return (
         f"machine: {os.cpu_count()} cores (nproc), {mem} RAM, Linux {platform.release()}, "
-        f"Python {platform.python_version()}"
+        f"Python {platform.python_version()}; load average now {' '.join(load)}"
     )
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import subprocess
@@ -139,109 +140,116 @@ async def sse_follow(*, port: int, job_id: str, cookie: str, times: JobTimes) ->
         writer.close()
 
 
-async def ours(*, setup: Setup, long_poll: bool, args: argparse.Namespace, seed: int) -> None:
+@dataclass
+class Started:
+    """A set-up's servers, up and ready before any measurement starts."""
+
+    setup: Setup
+    ref_port: int
+    reference: Process
+    web_port: int = 0
+    key: str = ""
+    cookie: str = ""
+
+
+def ours_start(
+    *, stack: contextlib.ExitStack, setup: Setup, long_poll: bool, args: argparse.Namespace
+) -> Started:
+    """A fresh SQLite db with a user, its API key and session; a reference; the portal."""
     db = BenchDatabase(kind="sqlite")
+    stack.callback(db.drop)
+    db.create()
     ref_port, web_port = free_port(), free_port()
-    try:
-        await asyncio.to_thread(db.create)
-        env = portal_env(
-            database_url=db.url,
-            AGENT_GENERATOR_URL=f"http://127.0.0.1:{ref_port}",
-            COPILOT_MAX_ACTIVE_JOBS_PER_USER="1000",
-        )
-        answer = await asyncio.to_thread(
-            subprocess.run,
-            [PYTHON, "manage.py", "shell", "-c", CREDENTIALS],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if answer.returncode:
-            raise SetupError(f"credentials: {answer.stderr}")
-        key, cookie = answer.stdout.split()[-2:]
-        ref = reference_args(port=ref_port, job_seconds=args.job_seconds, long_poll=long_poll)
-        with (
-            running(name="reference", args=ref, env=env, port=ref_port, ready="/health") as rp,
-            running(
-                name="portal",
-                args=daphne_args(app="copilot.asgi:application", port=web_port),
-                env=env,
-                port=web_port,
-            ),
-        ):
-            rng = random.Random(seed)
-            base = f"http://127.0.0.1:{web_port}"
-            async with httpx.AsyncClient(
-                base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30
-            ) as http:
-
-                async def one(delay: float) -> JobTimes:
-                    times = JobTimes()
-                    await asyncio.sleep(delay)
-                    times.submitted = time.time()
-                    reply = await http.post(
-                        "/api/jobs/", json={"kind": "decompose", "description": GOAL}
-                    )
-                    if reply.status_code != 201:
-                        raise SetupError(f"submit answered {reply.status_code}: {reply.text}")
-                    await sse_follow(
-                        port=web_port, job_id=reply.json()["id"], cookie=cookie, times=times
-                    )
-                    return times
-
-                delays = [rng.uniform(0, args.stagger) for _ in range(args.jobs)]
-                limit = args.stagger + args.job_seconds * 2 + 60
-                setup.jobs = list(
-                    await asyncio.wait_for(asyncio.gather(*(one(d) for d in delays)), limit)
-                )
-                stats = (await http.get(f"http://127.0.0.1:{ref_port}/__stats")).json()
-            setup.polls = stats["polls"]
-            setup.completed = {
-                job: created + args.job_seconds for job, created in created_times(_log(rp)).items()
-            }
-    finally:
-        db.drop()
+    env = portal_env(
+        database_url=db.url,
+        AGENT_GENERATOR_URL=f"http://127.0.0.1:{ref_port}",
+        COPILOT_MAX_ACTIVE_JOBS_PER_USER="1000",
+    )
+    answer = subprocess.run(
+        [PYTHON, "manage.py", "shell", "-c", CREDENTIALS],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if answer.returncode:
+        raise SetupError(f"credentials: {answer.stderr}")
+    key, cookie = answer.stdout.split()[-2:]
+    ref = reference_args(port=ref_port, job_seconds=args.job_seconds, long_poll=long_poll)
+    reference = stack.enter_context(
+        running(name="reference", args=ref, env=env, port=ref_port, ready="/health")
+    )
+    web = daphne_args(app="copilot.asgi:application", port=web_port)
+    stack.enter_context(running(name="portal", args=web, env=env, port=web_port))
+    return Started(setup, ref_port, reference, web_port, key, cookie)
 
 
-async def fixed(*, setup: Setup, args: argparse.Namespace, seed: int) -> None:
+def fixed_start(*, stack: contextlib.ExitStack, setup: Setup, args: argparse.Namespace) -> Started:
     port = free_port()
     ref = reference_args(port=port, job_seconds=args.job_seconds, long_poll=False)
-    with running(
-        name="reference",
-        args=ref,
-        env=portal_env(database_url="sqlite:///x"),
-        port=port,
-        ready="/health",
-    ) as rp:
-        rng = random.Random(seed)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+    env = portal_env(database_url="sqlite:///unused")
+    reference = stack.enter_context(
+        running(name="reference", args=ref, env=env, port=port, ready="/health")
+    )
+    return Started(setup, port, reference)
 
-            async def one(delay: float) -> JobTimes:
-                times = JobTimes()
-                await asyncio.sleep(delay)
-                times.submitted = time.time()
-                reply = await http.post("/api/decompose-description", json={"description": GOAL})
-                times.upstream = reply.json()["job_id"]
-                while True:
-                    await asyncio.sleep(FIXED_INTERVAL)
-                    job = (await http.get(f"/api/jobs/{times.upstream}")).json()
-                    now = time.time()
-                    times.first_event = times.first_event or now
-                    if job["status"] in ("running", "completed") and not times.running:
-                        times.running = now
-                    if job["status"] in ("completed", "failed", "cancelled"):
-                        times.terminal = now
-                        times.status = job["status"]
-                        return times
 
-            delays = [rng.uniform(0, args.stagger) for _ in range(args.jobs)]
-            setup.jobs = list(await asyncio.gather(*(one(d) for d in delays)))
-            setup.polls = (await http.get("/__stats")).json()["polls"]
-        setup.completed = {
-            job: created + args.job_seconds for job, created in created_times(_log(rp)).items()
-        }
+async def ours(*, started: Started, args: argparse.Namespace, delays: list[float]) -> None:
+    """Submit through the portal's API, then follow each job's stream as the job page does."""
+    base = f"http://127.0.0.1:{started.web_port}"
+    headers = {"Authorization": f"Bearer {started.key}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
+
+        async def one(delay: float) -> JobTimes:
+            times = JobTimes()
+            await asyncio.sleep(delay)
+            times.submitted = time.time()
+            body = {"kind": "decompose", "description": GOAL}
+            reply = await http.post("/api/jobs/", json=body)
+            if reply.status_code != 201:
+                raise SetupError(f"submit answered {reply.status_code}: {reply.text}")
+            job_id = reply.json()["id"]
+            await sse_follow(
+                port=started.web_port, job_id=job_id, cookie=started.cookie, times=times
+            )
+            return times
+
+        started.setup.jobs = list(await asyncio.gather(*(one(d) for d in delays)))
+
+
+async def fixed(*, started: Started, args: argparse.Namespace, delays: list[float]) -> None:
+    """The seed's way: submit, then one plain poll every 10 s until the job has ended."""
+    base = f"http://127.0.0.1:{started.ref_port}"
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+
+        async def one(delay: float) -> JobTimes:
+            times = JobTimes()
+            await asyncio.sleep(delay)
+            times.submitted = time.time()
+            reply = await http.post("/api/decompose-description", json={"description": GOAL})
+            times.upstream = reply.json()["job_id"]
+            while True:
+                await asyncio.sleep(FIXED_INTERVAL)
+                job = (await http.get(f"/api/jobs/{times.upstream}")).json()
+                now = time.time()
+                times.first_event = times.first_event or now
+                if job["status"] in ("running", "completed") and not times.running:
+                    times.running = now
+                if job["status"] in ("completed", "failed", "cancelled"):
+                    times.terminal = now
+                    times.status = job["status"]
+                    return times
+
+        started.setup.jobs = list(await asyncio.gather(*(one(d) for d in delays)))
+
+
+def collect(started: Started, *, args: argparse.Namespace) -> None:
+    """After the run: the reference's poll count and each job's end on the service."""
+    url = f"http://127.0.0.1:{started.ref_port}/__stats"
+    started.setup.polls = httpx.get(url, timeout=10).json()["polls"]
+    created = created_times(_log(started.reference))
+    started.setup.completed = {job: at + args.job_seconds for job, at in created.items()}
 
 
 def _log(process: Process) -> str:
@@ -319,13 +327,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def main_async(args: argparse.Namespace) -> list[Setup]:
+async def measure(
+    *, ours_started: list[Started], fixed_started: Started, args: argparse.Namespace
+) -> None:
+    rng = random.Random(args.seed)
+    delays = [rng.uniform(0, args.stagger) for _ in range(args.jobs)]  # the same for all
+    limit = args.stagger + args.job_seconds * 2 + 90
+    runs = [ours(started=s, args=args, delays=delays) for s in ours_started]
+    runs.append(fixed(started=fixed_started, args=args, delays=delays))
+    await asyncio.wait_for(asyncio.gather(*runs), limit)
+
+
+def run(args: argparse.Namespace) -> list[Setup]:
     setups = [Setup("ours, long-poll"), Setup("ours, no long-poll"), Setup("fixed 10 s (seed)")]
-    await asyncio.gather(
-        ours(setup=setups[0], long_poll=True, args=args, seed=args.seed),
-        ours(setup=setups[1], long_poll=False, args=args, seed=args.seed),
-        fixed(setup=setups[2], args=args, seed=args.seed),
-    )
+    with contextlib.ExitStack() as stack:
+        ours_started = [
+            ours_start(stack=stack, setup=setups[0], long_poll=True, args=args),
+            ours_start(stack=stack, setup=setups[1], long_poll=False, args=args),
+        ]
+        fixed_started = fixed_start(stack=stack, setup=setups[2], args=args)
+        asyncio.run(measure(ours_started=ours_started, fixed_started=fixed_started, args=args))
+        for started in [*ours_started, fixed_started]:
+            collect(started, args=args)
     return setups
 
 
@@ -336,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         print("need --jobs >= 1 and --job-seconds > 0", file=sys.stderr)
         return 2
     try:
-        setups = asyncio.run(main_async(args))
+        setups = run(args)
     except (SetupError, TimeoutError) as exc:
         print(f"setup failed: {exc!r}", file=sys.stderr)
         return 1

@@ -143,6 +143,8 @@ class Ours(System):
     def __init__(self, *, args: argparse.Namespace) -> None:
         super().__init__(args=args)
         self.name = f"ours ({args.layer} layer, {args.db})"
+        if args.variant == "batched":
+            self.name = f"ours + batched wake-ups (prototype, {args.db})"
         self.redis_url = args.redis_url if args.layer == "redis" else ""
         self.publisher: subprocess.Popen | None = None
         self._jobs: list[str] = []
@@ -172,7 +174,9 @@ class Ours(System):
                 raise SetupError(f"publisher did not start: {line!r}")
 
     def portal_env(self) -> dict[str, str]:
+        variant = {"DJANGO_SETTINGS_MODULE": "bench.anchors.portal_settings"}
         return portal_env(
+            **(variant if self.args.variant == "batched" else {}),
             database_url=self.db.url,
             redis_url=self.redis_url,
             COPILOT_RUNNER_IN_PROCESS="false",
@@ -543,6 +547,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         help="seconds to wait for one broadcast (default: %(default)r)",
+    )
+    parser.add_argument(
+        "--variant",
+        choices=["shipped", "batched"],
+        default="shipped",
+        help="ours as shipped, or with the prototype fix of bench/anchors/batched_layer.py "
+        "(memory layer only; default: %(default)r)",
     )
     parser.add_argument("--skip-ours", action="store_true", help="run the anchors only")
     return parser

@@ -8,6 +8,7 @@ command per line on stdin, answering one JSON line on stdout:
   answers ``{"sent": n, "behind_max": s}`` when done.
 """
 
+import functools
 import json
 import os
 import sys
@@ -22,14 +23,15 @@ def main() -> None:
     from bench.anchors.endpoint import emit_every
     from bench.anchors.publishers import portal_publish
 
+    publish = functools.partial(portal_publish, keep_connection=True)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         command = json.loads(line)
         if "key" in command:
-            answer = {"stamp": portal_publish(command["key"])}
+            answer = {"stamp": publish(command["key"])}
         else:
             answer = emit_every(
-                publish=portal_publish,
+                publish=publish,
                 keys=command["keys"],
                 period=float(command["period"]),
                 duration=float(command["duration"]),

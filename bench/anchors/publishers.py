@@ -24,11 +24,14 @@ def _publish_loop() -> asyncio.AbstractEventLoop:
         return _background["loop"]
 
 
-def portal_publish(key: str) -> float:
+def portal_publish(key: str, *, keep_connection: bool = False) -> float:
     """Ours: append the event to the job's log, then publish it, as the runner does.
 
     The runner writes on its database thread, then awaits ``event_publish`` on its own loop;
     here the write runs in the calling thread and the publish on a long-lived loop thread.
+    ``keep_connection``: keep the thread's database connection open between events, as the
+    runner's database thread does (the separate publisher process); otherwise it is closed
+    so that the server's connection count shows what its streams hold.
     """
     from django.db import close_old_connections
 
@@ -38,7 +41,8 @@ def portal_publish(key: str) -> float:
     stamp = time.monotonic()
     data = {"status": "running", "terminal": False, "bt": stamp}
     event = event_append(job_id=key, type="status", data=data, publish=False)
-    close_old_connections()
+    if not keep_connection:
+        close_old_connections()
     future = asyncio.run_coroutine_threadsafe(
         event_publish(job_id=key, event=event.as_message()), _publish_loop()
     )
