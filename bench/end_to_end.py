@@ -9,7 +9,9 @@ server, ``python -m agent_generator.reference --job-seconds S``) on a free port:
   embedded runner, default poll policy) against a reference that holds ``?wait=`` polls;
 - **ours, no long-poll**: the same against ``--no-long-poll``;
 - **fixed 10 s (seed)**: the seed platform's way, a plain poll every 10 s (no browser leg: the
-  delay is when the server itself learns the news, a lower bound for its browser).
+  delay is when the server itself learns the news, a lower bound for its browser). Its
+  jobs last ``--job-seconds`` minus 0-10 s each (the reference's ``duration`` fault), so
+  that they do not all end on its 10 s beat.
 
 Each job is submitted through the portal's JSON API (``POST /api/jobs/``, bearer token) at a
 random moment of the first ``--stagger`` seconds, and its SSE stream
@@ -80,6 +82,7 @@ class JobTimes:
     terminal: float = 0.0
     upstream: str = ""
     status: str = ""
+    duration: float = 0.0  # the job's own length on the service, when set per job
 
 
 @dataclass
@@ -224,10 +227,16 @@ async def fixed(*, started: Started, args: argparse.Namespace, delays: list[floa
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
 
         async def one(delay: float) -> JobTimes:
-            times = JobTimes()
+            # A per-job length (the reference's duration fault), so that jobs do not end
+            # on the poller's 10 s beat: the job length minus 0-10 s.
+            share = delay / args.stagger if args.stagger > 0 else 0.0
+            times = JobTimes(duration=args.job_seconds - FIXED_INTERVAL * share)
             await asyncio.sleep(delay)
             times.submitted = time.time()
-            reply = await http.post("/api/decompose-description", json={"description": GOAL})
+            fault = {"X-Reference-Fault": f"duration={times.duration:.3f}"}
+            reply = await http.post(
+                "/api/decompose-description", json={"description": GOAL}, headers=fault
+            )
             times.upstream = reply.json()["job_id"]
             while True:
                 await asyncio.sleep(FIXED_INTERVAL)
@@ -249,7 +258,10 @@ def collect(started: Started, *, args: argparse.Namespace) -> None:
     url = f"http://127.0.0.1:{started.ref_port}/__stats"
     started.setup.polls = httpx.get(url, timeout=10).json()["polls"]
     created = created_times(_log(started.reference))
-    started.setup.completed = {job: at + args.job_seconds for job, at in created.items()}
+    lengths = {j.upstream: j.duration for j in started.setup.jobs if j.duration}
+    started.setup.completed = {
+        job: at + lengths.get(job, args.job_seconds) for job, at in created.items()
+    }
 
 
 def _log(process: Process) -> str:
@@ -355,8 +367,8 @@ def run(args: argparse.Namespace) -> list[Setup]:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    if args.jobs < 1 or args.job_seconds <= 0:
-        print("need --jobs >= 1 and --job-seconds > 0", file=sys.stderr)
+    if args.jobs < 1 or args.job_seconds <= FIXED_INTERVAL or args.stagger < 0:
+        print("need --jobs >= 1, --job-seconds > 10 and --stagger >= 0", file=sys.stderr)
         return 2
     try:
         setups = run(args)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import resource
@@ -134,6 +135,32 @@ def drifts(requests: list[Request]) -> list[float]:
     return out
 
 
+class ShardedClient:
+    """Bench-only prototype of a fix: K clients with K small pools instead of one big pool.
+
+    httpcore's pool scans every connection it holds for each request, so one pool of M
+    connections costs O(M) per poll. Jobs are spread over the clients by their
+    ``Idempotency-Key`` (the runner's ``<job id>:<attempt>``); only ``run()`` is used by
+    the runner.
+    """
+
+    def __init__(self, clients: list) -> None:
+        self.clients = clients
+
+    async def __aenter__(self) -> ShardedClient:
+        for client in self.clients:
+            await client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for client in self.clients:
+            await client.__aexit__(*exc_info)
+
+    async def run(self, **kwargs):
+        key = kwargs.get("idempotency_key") or ""
+        return await self.clients[hash(key) % len(self.clients)].run(**kwargs)
+
+
 @dataclass
 class RunResult:
     jobs: int
@@ -187,8 +214,8 @@ async def run_one(*, jobs: int, args: argparse.Namespace) -> RunResult:
         ids = await asyncio.to_thread(jobs_store, count=jobs)
         recorder = Recorder()
 
-        def client_factory() -> AgentGeneratorClient:
-            limits = httpx.Limits(max_connections=jobs, max_keepalive_connections=jobs)
+        def one_client(size: int) -> AgentGeneratorClient:
+            limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
             transport = RecordingTransport(recorder=recorder, limits=limits, retries=0)
             return AgentGeneratorClient(
                 base_url=base,
@@ -196,6 +223,12 @@ async def run_one(*, jobs: int, args: argparse.Namespace) -> RunResult:
                 transport=transport,
                 policy=poll_policy(),
             )
+
+        def client_factory() -> AgentGeneratorClient | ShardedClient:
+            if args.shards <= 1:
+                return one_client(jobs)
+            size = -(-jobs // args.shards)
+            return ShardedClient([one_client(size) for _ in range(args.shards)])
 
         runner = runner_module.Runner(concurrency=jobs, client_factory=client_factory)
         runner_module.set_local_runner(runner)
@@ -369,7 +402,8 @@ def report(results: list[RunResult], *, command: str, args: argparse.Namespace) 
     lines = [f"$ {command}", machine(), "", table(headers, rows), ""]
     lines.append(
         f"jobs of {args.job_seconds:g} s, released over {args.ramp:g} s; database {args.db}; "
-        f"DB writes: {results[0].writes_note if results else '-'}"
+        f"DB writes: {results[0].writes_note if results else '-'}; client shards "
+        f"{args.shards}; sniffio importable: {importlib.util.find_spec('sniffio') is not None}"
     )
     return "\n".join(lines)
 
