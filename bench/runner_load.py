@@ -39,6 +39,7 @@ import resource
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -231,6 +232,12 @@ async def run_one(*, jobs: int, args: argparse.Namespace) -> RunResult:
             return ShardedClient([one_client(size) for _ in range(args.shards)])
 
         runner = runner_module.Runner(concurrency=jobs, client_factory=client_factory)
+        if args.db_threads > 1:
+            # Bench-only prototype of a fix: more database threads (each its own
+            # connection); a job's writes stay ordered because its task awaits each one.
+            runner._db_executor = ThreadPoolExecutor(
+                max_workers=args.db_threads, thread_name_prefix="runner-db"
+            )
         runner_module.set_local_runner(runner)
         writes_before = table_counts(args.database) if args.db == "postgres" else 0
         cpu_before = _process_cpu()
@@ -403,7 +410,8 @@ def report(results: list[RunResult], *, command: str, args: argparse.Namespace) 
     lines.append(
         f"jobs of {args.job_seconds:g} s, released over {args.ramp:g} s; database {args.db}; "
         f"DB writes: {results[0].writes_note if results else '-'}; client shards "
-        f"{args.shards}; sniffio importable: {importlib.util.find_spec('sniffio') is not None}"
+        f"{args.shards}; database threads {args.db_threads}; "
+        f"sniffio importable: {importlib.util.find_spec('sniffio') is not None}"
     )
     return "\n".join(lines)
 
@@ -436,6 +444,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=20.0,
         help="seconds over which the jobs arrive (default: %(default)r)",
+    )
+    parser.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="bench-only prototype: spread jobs over this many clients (default: %(default)r)",
+    )
+    parser.add_argument(
+        "--db-threads",
+        type=int,
+        default=1,
+        help="bench-only prototype: the runner's database threads (default: %(default)r)",
     )
     parser.add_argument(
         "--db",
