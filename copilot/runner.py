@@ -66,6 +66,10 @@ T = TypeVar("T")
 #: Upstream statuses that mean "keep polling" (protocol); they are logged as they change.
 UPSTREAM_ACTIVE = frozenset({"queued", "pending", "running"})
 
+#: Jobs per HTTP client. httpcore looks at every pooled connection on each request, so one
+#: pool for 2,000 long-polls costs O(2,000) per poll; shards of this size keep it small.
+CLIENT_SHARD_SIZE = 100
+
 #: How often a runner looks for cancel requests on the jobs it holds (one small query).
 CANCEL_CHECK_SECONDS = 1.0
 
@@ -101,7 +105,7 @@ class Runner:
         self.concurrency = concurrency or settings.COPILOT_RUNNER_CONCURRENCY
         self.lease_seconds = lease_seconds or settings.COPILOT_LEASE_SECONDS
         self._client_factory = client_factory or functools.partial(
-            client_create, max_connections=self.concurrency
+            client_create, max_connections=min(self.concurrency, CLIENT_SHARD_SIZE)
         )
         self._held: dict[uuid.UUID, _Held] = {}
         self._db_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runner-db")
@@ -110,7 +114,7 @@ class Runner:
         self._early_wakes: list[uuid.UUID] = []
         self._stopping = threading.Event()
         self._stop_event: asyncio.Event | None = None
-        self._client: AgentGeneratorClient | None = None
+        self._clients: list[AgentGeneratorClient] = []
         self.started = threading.Event()
         self.first_scan = threading.Event()
         self.first_claimed: list[uuid.UUID] = []
@@ -157,8 +161,11 @@ class Runner:
         logger.info("runner started owner=%s concurrency=%s", self.owner, self.concurrency)
         self.started.set()
         try:
-            async with self._client_factory() as client:
-                self._client = client
+            async with contextlib.AsyncExitStack() as clients:
+                shards = -(-self.concurrency // CLIENT_SHARD_SIZE)
+                self._clients = [
+                    await clients.enter_async_context(self._client_factory()) for _ in range(shards)
+                ]
                 tasks = [
                     asyncio.create_task(self._scan_loop(), name="runner-scan"),
                     asyncio.create_task(self._cancel_loop(), name="runner-cancel-watch"),
@@ -386,7 +393,7 @@ class Runner:
                     phase=update.phase,
                 )
 
-        assert self._client is not None
+        client = self._clients[job_id.int % len(self._clients)]
         logger.info(
             "runner drives job=%s attempt=%s upstream=%s",
             job_id,
@@ -394,7 +401,7 @@ class Runner:
             job.upstream_job_id or "-",
         )
         try:
-            result = await self._client.run(
+            result = await client.run(
                 operation=Operation(job.kind),
                 payload=job.request,
                 idempotency_key=f"{job.id}:{job.attempt}",
