@@ -1,26 +1,28 @@
 """The job event stream: ``GET /jobs/<id>/events`` as server-sent events.
 
 A Channels ``AsyncHttpConsumer`` that keeps its response open on purpose: ``http_request``
-sends the headers and the replay, then *returns* with the response still open, and each
-``job.event`` message from the channel layer lands in :meth:`JobEventStream.job_event`. The
-polling loop is never here; it is in the runner. The order that makes a resume exact:
+sends the headers and the replay, then *returns* with the response still open; live events
+reach it through the process's :class:`StreamHub`. The polling loop is never here; it is in
+the runner. The order that makes a resume exact:
 
-1. join the job's group first, so nothing published from now on can be missed;
+1. register with the hub (which has joined the job's group) first, buffering live events,
+   so nothing published from then on can be missed;
 2. replay ``seq > Last-Event-ID`` from the database (the log is the truth);
 3. forward live events, dropping any ``seq`` already sent and filling any gap from the
    database (the channel layer may drop a message).
 
-A waiting stream holds no thread and no database connection: its database reads go through
-``database_sync_to_async`` (one shared thread; connections closed after each call), and it
-skips Channels' per-message ``close_old_connections`` hop, which would cost every open
-stream a thread hop for each event broadcast. Heartbeats (``: ping``) keep proxies and the
-browser's watchdog fed; after ``COPILOT_STREAM_MAX_SECONDS`` the stream sends
-``event: reconnect`` and closes, before a load balancer would cut it.
+Cost per stream, by design (``bench/streams.py`` measures it): no thread, no database
+connection while waiting (its reads go through ``database_sync_to_async``), no channel of its
+own. The hub holds ONE channel-layer subscription per job per process, encodes each event
+once and writes it to that job's local streams, so a broadcast costs one layer message per
+process, not one per stream. Heartbeats (``: ping``) keep proxies and the browser's watchdog
+fed; after ``COPILOT_STREAM_MAX_SECONDS`` the stream sends ``event: reconnect`` and ends,
+before a load balancer would cut it.
 
-Nothing depends on a channel-layer message arriving: once per heartbeat, one query per
-process (:class:`LagWatch`) compares every open stream with its job's newest ``seq``; a
-stream that stays behind across two checks (a dropped message, a Redis restart that lost
-its group membership) re-joins its group and replays what it missed from the database.
+Nothing depends on a channel-layer message arriving: once per heartbeat the hub compares, in
+one query, every open stream with its job's newest ``seq``; a stream still behind at the next
+check (a dropped message; a Redis restart that forgot the hub's membership) makes the hub
+re-join the job's group and the stream replay what it missed from the database.
 """
 
 from __future__ import annotations
@@ -30,14 +32,16 @@ import contextlib
 import logging
 import uuid
 import weakref
+from collections.abc import Coroutine
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 
-from copilot.broadcast import job_group
+from copilot.broadcast import FANOUT_CHANNEL_PREFIX, job_group
 from copilot.exceptions import JobNotFound
 from copilot.models import GenerationJob, JobEvent
 from copilot.presenters import job_as_dict
@@ -56,6 +60,9 @@ SSE_HEADERS = [
 #: Replay in pages of this many events, so a long log never sits in memory at once.
 REPLAY_PAGE = 500
 
+#: After a channel-layer error, the hub listens again this much later.
+LISTEN_RETRY_SECONDS = 1.0
+
 
 def _frame(event: JobEvent | dict) -> bytes:
     if isinstance(event, JobEvent):
@@ -66,6 +73,10 @@ def _frame(event: JobEvent | dict) -> bytes:
 def _is_terminal(event: JobEvent | dict) -> bool:
     data = event.data if isinstance(event, JobEvent) else event.get("data")
     return bool(isinstance(data, dict) and data.get("terminal"))
+
+
+def _seq(event: JobEvent | dict) -> int:
+    return event.seq if isinstance(event, JobEvent) else event["seq"]
 
 
 @database_sync_to_async
@@ -86,38 +97,94 @@ def _newest_seqs(job_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
     return dict(GenerationJob.objects.filter(pk__in=job_ids).values_list("id", "last_event_seq"))
 
 
-class LagWatch:
-    """Per event loop: every heartbeat, one query finds the open streams that fell behind."""
+class StreamHub:
+    """Per event loop: the streams of each job, one group membership per job, one receiver."""
 
     _by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.channel: str | None = None
         self.streams: dict[uuid.UUID, set[JobEventStream]] = {}
-        self.task: asyncio.Task | None = None
+        self._receiver: asyncio.Task | None = None
+        self._lag_check: asyncio.Task | None = None
 
     @classmethod
-    def current(cls) -> LagWatch:
+    def current(cls) -> StreamHub:
         loop = asyncio.get_running_loop()
-        watch = cls._by_loop.get(loop)
-        if watch is None:
-            watch = cls._by_loop[loop] = cls()
-        return watch
+        hub = cls._by_loop.get(loop)
+        if hub is None:
+            hub = cls._by_loop[loop] = cls()
+        return hub
 
-    def add(self, stream: JobEventStream) -> None:
-        self.streams.setdefault(stream.job_id, set()).add(stream)
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._run(), name="stream-lag")
+    async def join(self, stream: JobEventStream) -> None:
+        """Add a stream; raises when the channel layer cannot take the job's membership."""
+        if self.channel is None:
+            self.channel = await self.layer.new_channel(prefix=FANOUT_CHANNEL_PREFIX)
+        if stream.job_id not in self.streams:
+            await self.layer.group_add(job_group(stream.job_id), self.channel)
+            self.streams[stream.job_id] = set()
+        self.streams[stream.job_id].add(stream)
+        loop = asyncio.get_running_loop()
+        if self._receiver is None or self._receiver.done():
+            self._receiver = loop.create_task(self._receive(), name="stream-hub-receive")
+        if self._lag_check is None or self._lag_check.done():
+            self._lag_check = loop.create_task(self._check_lag(), name="stream-hub-lag")
 
-    def discard(self, stream: JobEventStream) -> None:
+    async def leave(self, stream: JobEventStream) -> None:
         streams = self.streams.get(stream.job_id)
-        if streams is not None:
-            streams.discard(stream)
-            if not streams:
-                del self.streams[stream.job_id]
+        if streams is None or stream not in streams:
+            return
+        streams.discard(stream)
+        if not streams:
+            del self.streams[stream.job_id]
+            with contextlib.suppress(Exception):
+                await self.layer.group_discard(job_group(stream.job_id), self.channel)
+        if not self.streams:
+            for task in (self._receiver, self._lag_check):
+                if task is not None:
+                    task.cancel()
+            self._receiver = self._lag_check = None
+            self.channel = None  # a cancelled receive gives its channel back to the layer
 
-    async def _run(self) -> None:
-        while self.streams:
+    async def rejoin(self, job_id: uuid.UUID) -> None:
+        """Join the job's group again (idempotent): a restarted Redis forgets memberships."""
+        if self.channel is not None and job_id in self.streams:
+            await self.layer.group_add(job_group(job_id), self.channel)
+
+    async def _receive(self) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("stream hub cannot receive: %s", exc)
+                await asyncio.sleep(LISTEN_RETRY_SECONDS)
+                continue
+            if message.get("type") != "job.event":
+                continue
+            try:
+                job_id = uuid.UUID(message["job_id"])
+                event = message["event"]
+            except (KeyError, TypeError, ValueError):
+                logger.warning("stream hub ignored a malformed message")
+                continue
+            streams = self.streams.get(job_id)
+            if not streams:
+                continue
+            frame = _frame(event)  # encoded once for every local stream of the job
+            for stream in list(streams):
+                try:
+                    await stream.deliver(event, frame)
+                except Exception:
+                    logger.warning("stream delivery failed job=%s", job_id, exc_info=True)
+
+    async def _check_lag(self) -> None:
+        while True:
             await asyncio.sleep(settings.COPILOT_HEARTBEAT_SECONDS)
+            if not self.streams:
+                continue
             try:
                 newest = await _newest_seqs(list(self.streams))
             except Exception:
@@ -131,18 +198,24 @@ class LagWatch:
 class JobEventStream(AsyncHttpConsumer):
     """One browser following one job."""
 
+    # No channel of its own: live events come from the StreamHub, which the stream's own
+    # tasks and the hub's one receiver drive. (Channels gives a consumer a channel, and a
+    # task waiting on it, only when it names a layer.)
+    channel_layer_alias = "copilot-streams-use-the-hub"
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.job_id: uuid.UUID | None = None
-        self.group: str | None = None
         self.last_sent = 0
         self.open = False
-        self._timers: list[asyncio.Task] = []
+        self.replaying = True  # live events wait in `pending` until the replay is done
+        self.pending: list[dict] = []
+        self._tasks: set[asyncio.Task] = set()
         self._lag_mark: int | None = None
+        self._hub: StreamHub | None = None
 
     async def dispatch(self, message: dict) -> None:
-        # Like AsyncConsumer.dispatch, without its close_old_connections() hop per message:
-        # live events touch no database, and that hop would cost every stream a thread switch.
+        # Like AsyncConsumer.dispatch, without its close_old_connections() hop per message.
         handler = getattr(self, message["type"].replace(".", "_"), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
@@ -156,38 +229,34 @@ class JobEventStream(AsyncHttpConsumer):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self._answer(401, b"Log in to follow this job.\n")
-        job_id = self.scope["url_route"]["kwargs"]["job_id"]
-        job = await _load_job(job_id, user)
+        job = await _load_job(self.scope["url_route"]["kwargs"]["job_id"], user)
         if job is None:
             await self._answer(404, b"Not found.\n")
         last = self._last_event_id()
         if job.is_terminal and last >= job.last_event_seq:
             await self._answer(204, b"")
         self.job_id = job.id
+        hub = StreamHub.current()
         try:
-            await self.channel_layer.group_add(job_group(job.id), self.channel_name)
+            await hub.join(self)
         except Exception:
             # The channel layer (Redis) is down: no live events to promise. The client
             # retries with backoff and replays from the database once it is back.
             logger.warning("stream refused, channel layer unavailable job=%s", job.id)
             await self._answer(503, b"Live updates are unavailable for a moment.\n")
-        self.group = job_group(job.id)
+        self._hub = hub
         await self.send_headers(status=200, headers=SSE_HEADERS)
         self.open = True
         # Servers send the headers with the first body bytes: send some now, so a client that
         # resumes with nothing new to replay sees the stream open at once, not at the first ping.
-        await self.send_body(encode_comment("open"), more_body=True)
+        await self._write(encode_comment("open"))
         if last == 0:
-            await self.send_body(
-                encode_event(event="snapshot", data=job_as_dict(job)), more_body=True
-            )
+            await self._write(encode_event(event="snapshot", data=job_as_dict(job)))
         self.last_sent = last
-        if await self._replay():
-            await self._finish()
-        self._timers = [
-            asyncio.create_task(self._tick()),
-        ]
-        LagWatch.current().add(self)
+        await self._catch_up()
+        if not self.open:
+            raise StopConsumer()  # the job had already ended: the response is complete
+        self._spawn(self._tick())
         logger.debug("stream open job=%s from=%s", job.id, last)
 
     def _last_event_id(self) -> int:
@@ -202,117 +271,127 @@ class JobEventStream(AsyncHttpConsumer):
         await self.send_response(status, body, headers=headers)
         raise StopConsumer()
 
-    async def _replay(self) -> bool:
-        """Send every stored event after ``last_sent``; True when the terminal one was sent."""
-        while True:
-            events = await _events_after(self.job_id, self.last_sent)
-            if not events:
-                return False
-            await self.send_body(b"".join(_frame(e) for e in events), more_body=True)
-            self.last_sent = events[-1].seq
-            if any(_is_terminal(e) for e in events):
-                return True
-            if len(events) < REPLAY_PAGE:
-                return False
+    # -- events --------------------------------------------------------------------------
 
-    # -- live ----------------------------------------------------------------------------
-
-    async def job_event(self, message: dict) -> None:
+    async def deliver(self, event: dict, frame: bytes) -> None:
+        """A live event from the hub (called in order, one stream after the other)."""
         if not self.open:
             return
-        event = message["event"]
+        if self.replaying:
+            self.pending.append(event)
+            return
         seq = event["seq"]
         if seq <= self.last_sent:
             return  # already sent (replayed, or delivered twice)
         if seq > self.last_sent + 1:
             # The layer dropped something: the database has it.
-            if await self._replay():
-                await self._finish()
+            self.pending.append(event)
+            self.replaying = True
+            self._spawn(self._catch_up())
             return
-        await self.send_body(_frame(event), more_body=True)
         self.last_sent = seq
+        await self._write(frame)
         if _is_terminal(event):
             await self._finish()
 
+    async def _catch_up(self) -> None:
+        """Send what the database has after ``last_sent``, then what arrived meanwhile."""
+        self.replaying = True
+        try:
+            while self.open:
+                events = await _events_after(self.job_id, self.last_sent)
+                if events:
+                    await self._write(b"".join(_frame(e) for e in events))
+                    self.last_sent = events[-1].seq
+                    if _is_terminal(events[-1]):
+                        await self._finish()
+                        return
+                    if len(events) == REPLAY_PAGE:
+                        continue
+                pending, self.pending = sorted(self.pending, key=_seq), []
+                behind = False
+                for event in pending:
+                    if event["seq"] <= self.last_sent:
+                        continue
+                    if event["seq"] > self.last_sent + 1:
+                        behind = True  # the database will have it on the next read
+                        break
+                    self.last_sent = event["seq"]
+                    await self._write(_frame(event))
+                    if _is_terminal(event):
+                        await self._finish()
+                        return
+                if not (behind and events) and not self.pending:
+                    return
+        finally:
+            self.replaying = False
+
     def check_lag(self, newest: int) -> None:
-        """Called by LagWatch: act when the database stays ahead of us across two checks."""
-        if newest <= self.last_sent or not self.open:
+        """From the hub: act when the database stays ahead of us across two checks."""
+        if newest <= self.last_sent or not self.open or self.replaying:
             self._lag_mark = None
         elif self._lag_mark != self.last_sent:
             self._lag_mark = self.last_sent  # maybe just in flight; look again next time
         else:
             self._lag_mark = None
-            self._timers.append(asyncio.create_task(self._ask_resync()))
+            self._spawn(self._resync())
 
-    async def _ask_resync(self) -> None:
+    async def _resync(self) -> None:
+        logger.info("stream resync job=%s after=%s", self.job_id, self.last_sent)
         try:
-            # Through our own channel, so the replay is dispatched in turn with live events.
-            await self.channel_layer.send(self.channel_name, {"type": "stream.resync"})
+            await self._hub.rejoin(self.job_id)
         except Exception:
             # The layer is down: the client must come back later and replay from the database.
-            if self.open:
-                self.open = False
-                await self.send_body(
-                    encode_event(event="reconnect", data={"after": self.last_sent})
-                )
-
-    async def stream_resync(self, message: dict) -> None:
-        """We missed something: re-join the group (a restarted Redis forgets it) and replay."""
-        if not self.open:
+            await self._close(encode_event(event="reconnect", data={"after": self.last_sent}))
             return
-        logger.info("stream resync job=%s after=%s", self.job_id, self.last_sent)
-        with contextlib.suppress(Exception):
-            await self.channel_layer.group_add(self.group, self.channel_name)
-        if await self._replay():
-            await self._finish()
-
-    async def stream_close(self, message: dict) -> None:
-        """Planned rotation: tell the client to come back at once, and close."""
-        if self.open:
-            await self.send_body(encode_event(event="reconnect", data={"after": self.last_sent}))
-            self.open = False
-        await self._cleanup()
-        raise StopConsumer()
+        if not self.replaying:
+            await self._catch_up()
 
     async def _tick(self) -> None:
         """One timer per stream: heartbeats, then the planned rotation."""
         loop = asyncio.get_running_loop()
         close_at = loop.time() + settings.COPILOT_STREAM_MAX_SECONDS
         while self.open:
-            wait = min(settings.COPILOT_HEARTBEAT_SECONDS, close_at - loop.time())
-            await asyncio.sleep(max(wait, 0))
-            if not self.open:
-                return
+            await asyncio.sleep(
+                max(min(settings.COPILOT_HEARTBEAT_SECONDS, close_at - loop.time()), 0)
+            )
             if loop.time() >= close_at:
-                # Through our own channel, so the close is dispatched in turn with live events.
-                await self.channel_layer.send(self.channel_name, {"type": "stream.close"})
+                await self._close(encode_event(event="reconnect", data={"after": self.last_sent}))
                 return
-            await self.send_body(encode_comment("ping"), more_body=True)
+            await self._write(encode_comment("ping"))
 
-    # -- closing -------------------------------------------------------------------------
+    # -- writing and closing -------------------------------------------------------------
+
+    async def _write(self, data: bytes) -> None:
+        if self.open:
+            await self.send_body(data, more_body=True)
+
+    async def _close(self, last_bytes: bytes) -> None:
+        """End the response (after ``last_bytes``) and let go of everything."""
+        if self.open:
+            self.open = False
+            await self.send_body(last_bytes, more_body=False)
+        await self._cleanup()
 
     async def _finish(self) -> None:
-        """After the terminal event: end the response and stop."""
-        if self.open:
-            await self.send_body(b"", more_body=False)
-            self.open = False
-        await self._cleanup()
-        raise StopConsumer()
+        """After the terminal event: end the response."""
+        await self._close(b"")
 
     async def http_disconnect(self, message: dict) -> None:
         self.open = False
         await self._cleanup()
         raise StopConsumer()
 
+    def _spawn(self, coroutine: Coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _cleanup(self) -> None:
-        if self.job_id is not None:
-            LagWatch.current().discard(self)
+        if self._hub is not None:
+            hub, self._hub = self._hub, None
+            await hub.leave(self)
         current = asyncio.current_task()
-        for task in self._timers:
+        for task in list(self._tasks):
             if task is not current:
                 task.cancel()
-        self._timers = []
-        if self.group is not None:
-            with contextlib.suppress(Exception):
-                await self.channel_layer.group_discard(self.group, self.channel_name)
-            self.group = None

@@ -40,6 +40,7 @@ class LocalChannelLayer(BaseChannelLayer):
 
     def __init__(self, expiry: float = 60, group_expiry: int = 86400, capacity: int = 100, **kw):
         super().__init__(expiry=expiry, capacity=capacity, **kw)
+        self.channel_capacity = self.compile_capacities(self.channel_capacity)
         self.group_expiry = group_expiry
         self._channels: dict[str, _Channel] = {}
         self._groups: dict[str, dict[str, float]] = {}
@@ -48,8 +49,8 @@ class LocalChannelLayer(BaseChannelLayer):
 
     # -- channels ----------------------------------------------------------------------
 
-    async def new_channel(self, prefix: str = "specific.") -> str:
-        return f"{prefix}local!{secrets.token_hex(8)}"
+    async def new_channel(self, prefix: str = "specific") -> str:
+        return f"{prefix.rstrip('.')}.local!{secrets.token_hex(8)}"
 
     async def send(self, channel: str, message: dict) -> None:
         assert isinstance(message, dict), "message is not a dict"

@@ -242,7 +242,7 @@ async def test_a_finished_job_the_client_has_fully_is_204(app, user):
     assert await stream.body_ended()
 
 
-async def test_a_client_that_goes_away_leaves_no_task_or_membership(app, user):
+async def test_streams_share_one_subscription_and_leave_nothing_behind(app, user):
     layer = get_channel_layer()
     job = await job_with_events(user, progress=0)
     before = layer.stats()  # the runner's channel holds job.run messages nobody reads here
@@ -254,10 +254,15 @@ async def test_a_client_that_goes_away_leaves_no_task_or_membership(app, user):
     for stream in streams:
         await stream.open()
     await asyncio.sleep(0.05)
-    assert layer.stats() == {"channels": before["channels"] + 5, "groups": before["groups"] + 1}
+    # Five streams of one job: one channel and one group membership for the process, not five.
+    assert layer.stats() == {"channels": before["channels"] + 1, "groups": before["groups"] + 1}
+    await sync_to_async(services.job_progress)(job_id=job.id, percent=5, phase="one")
+    for stream in streams:
+        assert [e["id"] for e in await stream.events(1)] == ["4"]
     tasks_open = len(asyncio.all_tasks())
     for stream in streams:
         await stream.disconnect()
     await asyncio.sleep(0.05)
     assert layer.stats() == before
-    assert len(asyncio.all_tasks()) < tasks_open - 5 * 3  # dispatch, two receivers, timers
+    # Each stream's own tasks (its dispatcher, its receiver, its timer) and the hub's are gone.
+    assert len(asyncio.all_tasks()) <= tasks_open - 5 * 3 - 2
