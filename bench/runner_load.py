@@ -227,7 +227,9 @@ async def run_one(*, jobs: int, args: argparse.Namespace) -> RunResult:
 
         def client_factory() -> AgentGeneratorClient | ShardedClient:
             if args.shards <= 1:
-                return one_client(jobs)
+                # As copilot.runner does: the runner calls this once per shard of
+                # CLIENT_SHARD_SIZE jobs (a single client before commit 35ed02c).
+                return one_client(min(jobs, getattr(runner_module, "CLIENT_SHARD_SIZE", jobs)))
             size = -(-jobs // args.shards)
             return ShardedClient([one_client(size) for _ in range(args.shards)])
 
@@ -449,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--shards",
         type=int,
         default=1,
-        help="bench-only prototype: spread jobs over this many clients (default: %(default)r)",
+        help="bench-only prototype of the client shards the runner has had since commit "
+        "35ed02c: spread jobs over this many clients (default: %(default)r)",
     )
     parser.add_argument(
         "--db-threads",
