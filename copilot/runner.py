@@ -108,7 +108,12 @@ class Runner:
             client_create, max_connections=min(self.concurrency, CLIENT_SHARD_SIZE)
         )
         self._held: dict[uuid.UUID, _Held] = {}
-        self._db_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runner-db")
+        # One thread would serialize every event write of the runner (the limit at 2,000
+        # jobs in bench/runner_load.py); on PostgreSQL a few threads share the load.
+        self._db_executors = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"runner-db-{n}")
+            for n in range(_db_thread_count())
+        ]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakes: asyncio.Queue[uuid.UUID] | None = None
         self._early_wakes: list[uuid.UUID] = []
@@ -178,9 +183,11 @@ class Runner:
                 await self._detach_all()
         finally:
             released = await self._db(leases.leases_release, owner=self.owner)
-            await self._db(_connection_close)
+            for executor in self._db_executors:
+                await asyncio.get_running_loop().run_in_executor(executor, _connection_close)
             logger.info("runner stopped owner=%s released=%s", self.owner, released)
-            self._db_executor.shutdown(wait=True)
+            for executor in self._db_executors:
+                executor.shutdown(wait=True)
             self.stopped.set()
 
     async def run_until_done(self, *, job_id: uuid.UUID | str) -> None:
@@ -205,9 +212,15 @@ class Runner:
             await asyncio.wait(tasks)
 
     async def _db(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run ``fn`` on the runner's one database thread (one connection for the runner)."""
+        """Run ``fn`` on one of the runner's database threads (each has one connection).
+
+        Calls about one job (``job_id=`` or ``pk=``) always go to the same thread, so a job's
+        writes stay in order; the rest go to the first.
+        """
+        key = kwargs.get("job_id", kwargs.get("pk"))
+        shard = key.int % len(self._db_executors) if isinstance(key, uuid.UUID) else 0
         return await asyncio.get_running_loop().run_in_executor(
-            self._db_executor, functools.partial(_db_call, fn, *args, **kwargs)
+            self._db_executors[shard], functools.partial(_db_call, fn, *args, **kwargs)
         )
 
     async def _scan_loop(self) -> None:
@@ -451,6 +464,11 @@ def _db_call(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         if connection.connection is not None and not connection.is_usable():
             connection.close()
         raise
+
+
+def _db_thread_count() -> int:
+    """PostgreSQL takes a runner's writes from several threads at once; SQLite, one writer."""
+    return 4 if settings.DATABASES["default"]["ENGINE"].endswith("postgresql") else 1
 
 
 def _connection_close() -> None:
