@@ -234,12 +234,19 @@ async def run_one(*, jobs: int, args: argparse.Namespace) -> RunResult:
             return ShardedClient([one_client(size) for _ in range(args.shards)])
 
         runner = runner_module.Runner(concurrency=jobs, client_factory=client_factory)
-        if args.db_threads > 1:
-            # Bench-only prototype of a fix: more database threads (each its own
-            # connection); a job's writes stay ordered because its task awaits each one.
-            runner._db_executor = ThreadPoolExecutor(
-                max_workers=args.db_threads, thread_name_prefix="runner-db"
-            )
+        if args.db_threads > 0:
+            # Bench-only override of the runner's database threads (each its own
+            # connection); a job's calls stay on one thread, so its writes stay ordered.
+            if hasattr(runner, "_db_executors"):  # since commit 219d45b: one per shard
+                runner._db_executors = [
+                    ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"runner-db-{n}")
+                    for n in range(args.db_threads)
+                ]
+            else:  # before: one executor; a job's task awaits each write in turn
+                runner._db_executor = ThreadPoolExecutor(
+                    max_workers=args.db_threads, thread_name_prefix="runner-db"
+                )
+        args.db_threads_used = len(getattr(runner, "_db_executors", [])) or args.db_threads or 1
         runner_module.set_local_runner(runner)
         writes_before = table_counts(args.database) if args.db == "postgres" else 0
         cpu_before = _process_cpu()
@@ -412,7 +419,7 @@ def report(results: list[RunResult], *, command: str, args: argparse.Namespace) 
     lines.append(
         f"jobs of {args.job_seconds:g} s, released over {args.ramp:g} s; database {args.db}; "
         f"DB writes: {results[0].writes_note if results else '-'}; client shards "
-        f"{args.shards}; database threads {args.db_threads}; "
+        f"{args.shards}; runner database threads {getattr(args, 'db_threads_used', '-')}; "
         f"sniffio importable: {importlib.util.find_spec('sniffio') is not None}"
     )
     return "\n".join(lines)
@@ -457,8 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--db-threads",
         type=int,
-        default=1,
-        help="bench-only prototype: the runner's database threads (default: %(default)r)",
+        default=0,
+        help="bench-only: override the runner's database threads; 0 keeps its own "
+        "(default: %(default)r)",
     )
     parser.add_argument(
         "--db",
