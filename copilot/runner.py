@@ -147,10 +147,6 @@ class Runner:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(event.set)
 
-    @property
-    def held_jobs(self) -> set[uuid.UUID]:
-        return set(self._held)
-
     # -- the main loop -----------------------------------------------------------------
 
     async def run(self) -> None:
@@ -309,12 +305,12 @@ class Runner:
 
     # -- one job -----------------------------------------------------------------------
 
-    async def _write(self, service: Callable[..., Any], **kwargs: Any) -> JobEvent:
-        """Call a lease-checked service on the DB thread, then publish its event."""
+    async def _write(self, service: Callable[..., Any], **kwargs: Any) -> Any:
+        """Call a lease-checked service on the DB thread, publish its event, return its answer."""
         answer = await self._db(service, lease_owner=self.owner, publish=False, **kwargs)
         event = answer[1] if isinstance(answer, tuple) else answer
         await event_publish(job_id=event.job_id, event=event.as_message())
-        return event
+        return answer
 
     async def _drive(self, job_id: uuid.UUID, entry: _Held) -> None:
         try:
@@ -358,8 +354,7 @@ class Runner:
         if job.cancel_requested_at is not None:
             entry.cancel.set()
         if job.status == Status.QUEUED:
-            await self._write(services.job_transition, job_id=job_id, to=Status.SUBMITTING)
-            job = await self._db(GenerationJob.objects.get, pk=job_id)
+            job, _ = await self._write(services.job_transition, job_id=job_id, to=Status.SUBMITTING)
         elapsed = (timezone.now() - (job.started_at or timezone.now())).total_seconds()
         remaining = settings.AGENT_GENERATOR_POLL_BUDGET - elapsed
         if remaining <= 0:
