@@ -19,9 +19,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from copilot import event_sql
 from copilot.broadcast import publish_on_commit, wake_on_commit
 from copilot.exceptions import (
     IllegalTransition,
@@ -53,6 +55,9 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     Status.TIMED_OUT: frozenset({Status.QUEUED}),
 }
 
+#: Statuses in which a job still takes progress steps.
+ACTIVE_STATUSES = [s for s in Status.values if s not in GenerationJob.TERMINAL_STATUSES]
+
 #: Job fields a transition may set beside the status.
 TRANSITION_FIELDS = frozenset(
     {
@@ -77,7 +82,7 @@ EVENT_FIELDS = ("upstream_job_id", "result", "error_type", "error_message")
 def _job_locked(*, job_id: uuid.UUID | str, lease_owner: str | None) -> GenerationJob:
     try:
         job = GenerationJob.objects.select_for_update().get(pk=job_id)
-    except (GenerationJob.DoesNotExist, ValueError) as exc:
+    except (GenerationJob.DoesNotExist, ValueError, ValidationError) as exc:
         raise JobNotFound(f"no job {job_id}") from exc
     if lease_owner is not None and (
         job.lease_owner != lease_owner
@@ -92,6 +97,32 @@ def _event_add(job: GenerationJob, *, type: str, data: Mapping[str, Any]) -> Job
     """Append the next event to a locked job; the caller saves ``last_event_seq``."""
     job.last_event_seq += 1
     return JobEvent.objects.create(job=job, seq=job.last_event_seq, type=type, data=dict(data))
+
+
+def _event_insert_fast(
+    *,
+    job_id: uuid.UUID | str,
+    type: str,
+    data: Mapping[str, Any],
+    lease_owner: str | None,
+    statuses: list[str],
+    progress: Mapping[str, Any] | None = None,
+) -> JobEvent | None:
+    """The one-statement append (:mod:`copilot.event_sql`) where the database has it.
+
+    None means "take the ORM path": another database, or the statement found the job missing,
+    not leased by ``lease_owner`` or in another status, and the ORM path raises the error.
+    """
+    if not event_sql.available():
+        return None
+    return event_sql.event_insert(
+        job_id=job_id,
+        type=type,
+        data=data,
+        lease_owner=lease_owner,
+        statuses=statuses,
+        progress=progress,
+    )
 
 
 def _event_type_for(status: str) -> str:
@@ -111,12 +142,16 @@ def event_append(
     publish: bool = True,
 ) -> JobEvent:
     """Append one event to a job's log, numbered right after the last one."""
-    with transaction.atomic():
-        job = _job_locked(job_id=job_id, lease_owner=lease_owner)
-        event = _event_add(job, type=type, data=data)
-        job.save(update_fields=["last_event_seq", "updated_at"])
-        if publish:
-            publish_on_commit(job_id=job.id, events=[event.as_message()])
+    event = _event_insert_fast(
+        job_id=job_id, type=type, data=data, lease_owner=lease_owner, statuses=Status.values
+    )
+    if event is None:
+        with transaction.atomic():
+            job = _job_locked(job_id=job_id, lease_owner=lease_owner)
+            event = _event_add(job, type=type, data=data)
+            job.save(update_fields=["last_event_seq", "updated_at"])
+    if publish:
+        publish_on_commit(job_id=event.job_id, events=[event.as_message()])
     return event
 
 
@@ -184,18 +219,28 @@ def job_progress(
     phase: str | None,
     lease_owner: str | None = None,
     publish: bool = True,
-) -> tuple[GenerationJob, JobEvent]:
+) -> JobEvent:
     """Record a progress step of an active job (``{percent, phase}``) and log it."""
-    with transaction.atomic():
-        job = _job_locked(job_id=job_id, lease_owner=lease_owner)
-        if job.is_terminal:
-            raise IllegalTransition(job_id=job.id, current=job.status, requested="progress")
-        job.progress = {"percent": percent, "phase": phase}
-        event = _event_add(job, type=EventType.PROGRESS, data=job.progress)
-        job.save(update_fields=["progress", "last_event_seq", "updated_at"])
-        if publish:
-            publish_on_commit(job_id=job.id, events=[event.as_message()])
-    return job, event
+    progress = {"percent": percent, "phase": phase}
+    event = _event_insert_fast(
+        job_id=job_id,
+        type=EventType.PROGRESS,
+        data=progress,
+        lease_owner=lease_owner,
+        statuses=ACTIVE_STATUSES,
+        progress=progress,
+    )
+    if event is None:
+        with transaction.atomic():
+            job = _job_locked(job_id=job_id, lease_owner=lease_owner)
+            if job.is_terminal:
+                raise IllegalTransition(job_id=job.id, current=job.status, requested="progress")
+            job.progress = progress
+            event = _event_add(job, type=EventType.PROGRESS, data=progress)
+            job.save(update_fields=["progress", "last_event_seq", "updated_at"])
+    if publish:
+        publish_on_commit(job_id=event.job_id, events=[event.as_message()])
+    return event
 
 
 def job_submit(*, user, kind: str, payload: Mapping[str, Any]) -> GenerationJob:
