@@ -25,15 +25,34 @@ def _claimable(now: datetime) -> Q:
     return Q(lease_owner="") | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
 
 
-def job_claim(*, job_id: uuid.UUID | str, owner: str, lease_seconds: float) -> bool:
-    """Take the lease on one active job if nobody holds it; True when this runner got it."""
+def jobs_claim(
+    *, job_ids: Iterable[uuid.UUID | str], owner: str, lease_seconds: float
+) -> list[uuid.UUID]:
+    """Take the lease on each of ``job_ids`` that is active and that nobody holds, in one
+    UPDATE; return the ids this runner got (oldest job first).
+
+    Two runners claiming the same job at once both run the conditional UPDATE; the second
+    waits for the row lock, finds the job no longer claimable, and leaves it alone.
+    """
+    ids = list(job_ids)
+    if not ids:
+        return []
     now = timezone.now()
-    updated = (
-        GenerationJob.objects.active()
-        .filter(_claimable(now), pk=job_id)
-        .update(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds))
-    )
-    return updated == 1
+    expires = now + timedelta(seconds=lease_seconds)
+    with transaction.atomic():
+        updated = (
+            GenerationJob.objects.active()
+            .filter(_claimable(now), pk__in=ids)
+            .update(lease_owner=owner, lease_expires_at=expires)
+        )
+        if not updated:
+            return []
+        # The rows this UPDATE wrote carry exactly this owner and expiry.
+        return list(
+            GenerationJob.objects.filter(pk__in=ids, lease_owner=owner, lease_expires_at=expires)
+            .order_by("created_at")
+            .values_list("id", flat=True)
+        )
 
 
 def jobs_claim_stale(*, owner: str, lease_seconds: float, limit: int) -> list[uuid.UUID]:
@@ -41,11 +60,10 @@ def jobs_claim_stale(*, owner: str, lease_seconds: float, limit: int) -> list[uu
 
     On PostgreSQL the candidates are read with ``FOR UPDATE SKIP LOCKED``, so runners scanning
     at the same moment split the jobs instead of queueing on each other's row locks; the
-    conditional UPDATE in :func:`job_claim` is what makes a double claim impossible anyway.
+    conditional UPDATE in :func:`jobs_claim` is what makes a double claim impossible anyway.
     """
     if limit <= 0:
         return []
-    claimed = []
     with transaction.atomic():
         candidates = list(
             GenerationJob.objects.stale(now=timezone.now())
@@ -53,10 +71,7 @@ def jobs_claim_stale(*, owner: str, lease_seconds: float, limit: int) -> list[uu
             .select_for_update(skip_locked=True)
             .values_list("id", flat=True)[:limit]
         )
-        for job_id in candidates:
-            if job_claim(job_id=job_id, owner=owner, lease_seconds=lease_seconds):
-                claimed.append(job_id)
-    return claimed
+        return jobs_claim(job_ids=candidates, owner=owner, lease_seconds=lease_seconds)
 
 
 def leases_renew(

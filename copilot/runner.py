@@ -271,23 +271,31 @@ class Runner:
                 logger.exception("runner cancel watch failed owner=%s", self.owner)
 
     async def _wake_loop(self) -> None:
+        """Claim woken jobs: every wake that arrived while the last claim ran, in one UPDATE."""
         assert self._wakes is not None
         while True:
-            job_id = await self._wakes.get()
-            if job_id in self._held or self._stopping.is_set():
+            woken = {await self._wakes.get()}
+            while not self._wakes.empty():
+                woken.add(self._wakes.get_nowait())
+            if self._stopping.is_set():
                 continue
-            if len(self._held) >= self.concurrency:
-                continue  # full: a later scan claims it when a slot frees up
+            # When full, the rest wait for a later scan, which claims them as slots free up.
+            room = self.concurrency - len(self._held)
+            job_ids = [job_id for job_id in woken if job_id not in self._held][: max(room, 0)]
+            if not job_ids:
+                continue
             try:
-                if await self._db(
-                    leases.job_claim,
-                    job_id=job_id,
+                claimed = await self._db(
+                    leases.jobs_claim,
+                    job_ids=job_ids,
                     owner=self.owner,
                     lease_seconds=self.lease_seconds,
-                ):
-                    self._start(job_id)
+                )
             except Exception:
-                logger.exception("runner claim failed job=%s", job_id)
+                logger.exception("runner claim failed jobs=%s", len(job_ids))
+                continue
+            for job_id in claimed:
+                self._start(job_id)
 
     def _start(self, job_id: uuid.UUID) -> None:
         if job_id in self._held:
