@@ -105,8 +105,12 @@ class RecordingTransport(httpx.AsyncHTTPTransport):
         return response
 
 
-def drifts(requests: list[Request]) -> list[float]:
-    """Actual minus planned start of every poll (see the module docstring)."""
+def drifts(requests: list[Request], *, after: str = "any") -> list[float]:
+    """Actual minus planned start of every poll (see the module docstring).
+
+    ``after="news"`` keeps only the polls that follow a submit or a changed answer (their
+    drift includes the database write of that change), ``"quiet"`` only the others.
+    """
     by_job: dict[str, list[Request]] = {}
     for entry in requests:
         if entry.job:
@@ -131,7 +135,8 @@ def drifts(requests: list[Request]) -> list[float]:
             took = previous.end - previous.start
             held = previous.wait > 0 and took >= HELD_FRACTION * previous.wait
             planned = previous.end if (news or held) else previous.start + previous.wait
-            out.append(current.start - planned)
+            if after == "any" or (after == "news") == news:
+                out.append(current.start - planned)
             before = previous.state
     return out
 
@@ -173,6 +178,8 @@ class RunResult:
     writes: float
     writes_note: str
     drift: list[float]
+    drift_news: list[float]
+    drift_quiet: list[float]
     lag: list[float]
 
 
@@ -233,6 +240,10 @@ async def run_one(*, jobs: int, args: argparse.Namespace) -> RunResult:
             size = -(-jobs // args.shards)
             return ShardedClient([one_client(size) for _ in range(args.shards)])
 
+        if args.shard_size > 0:
+            # Bench-only override of the runner's jobs per HTTP client (its CLIENT_SHARD_SIZE).
+            runner_module.CLIENT_SHARD_SIZE = args.shard_size
+        args.shard_size_used = getattr(runner_module, "CLIENT_SHARD_SIZE", jobs)
         runner = runner_module.Runner(concurrency=jobs, client_factory=client_factory)
         if args.db_threads > 0:
             # Bench-only override of the runner's database threads (each its own
@@ -287,6 +298,12 @@ async def run_one(*, jobs: int, args: argparse.Namespace) -> RunResult:
             writes = 2 * (events - jobs) / jobs
             note = "events + one job update per event (claims and renewals not counted)"
         await asyncio.to_thread(connections.close_all)
+    if args.dump:
+        rows = [
+            [e.job, e.submit, e.wait, e.start - started, e.end - started, list(e.state)]
+            for e in recorder.requests
+        ]
+        await asyncio.to_thread(Path(args.dump).write_text, json.dumps(rows))
     return RunResult(
         jobs=jobs,
         ended=ended,
@@ -297,6 +314,8 @@ async def run_one(*, jobs: int, args: argparse.Namespace) -> RunResult:
         writes=writes,
         writes_note=note,
         drift=drifts(recorder.requests),
+        drift_news=drifts(recorder.requests, after="news"),
+        drift_quiet=drifts(recorder.requests, after="quiet"),
         lag=lags,
     )
 
@@ -416,10 +435,19 @@ def report(results: list[RunResult], *, command: str, args: argparse.Namespace) 
         "loop lag p99 ms",
     ]
     lines = [f"$ {command}", machine(), "", table(headers, rows), ""]
+    for r in results:
+        lines.append(
+            f"{r.jobs} jobs: drift after a submit or a change (includes its database write) "
+            f"p50 {ms(percentile(r.drift_news, 0.5))} / p99 {ms(percentile(r.drift_news, 0.99))}"
+            f" ms over {len(r.drift_news)} polls; after a quiet answer p50 "
+            f"{ms(percentile(r.drift_quiet, 0.5))} / p99 {ms(percentile(r.drift_quiet, 0.99))} "
+            f"ms over {len(r.drift_quiet)} polls"
+        )
     lines.append(
         f"jobs of {args.job_seconds:g} s, released over {args.ramp:g} s; database {args.db}; "
         f"DB writes: {results[0].writes_note if results else '-'}; client shards "
-        f"{args.shards}; runner database threads {getattr(args, 'db_threads_used', '-')}; "
+        f"{args.shards}; jobs per client {getattr(args, 'shard_size_used', '-')}; "
+        f"runner database threads {getattr(args, 'db_threads_used', '-')}; "
         f"sniffio importable: {importlib.util.find_spec('sniffio') is not None}"
     )
     return "\n".join(lines)
@@ -462,11 +490,32 @@ def build_parser() -> argparse.ArgumentParser:
         "35ed02c: spread jobs over this many clients (default: %(default)r)",
     )
     parser.add_argument(
+        "--shard-size",
+        type=int,
+        default=0,
+        help="bench-only: override the runner's jobs per HTTP client (CLIENT_SHARD_SIZE); 0 "
+        "keeps its own (default: %(default)r)",
+    )
+    parser.add_argument(
         "--db-threads",
         type=int,
         default=0,
         help="bench-only: override the runner's database threads; 0 keeps its own "
         "(default: %(default)r)",
+    )
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="bench-only: the interpreter's GIL switch interval in ms (sys.setswitchinterval; "
+        "0 keeps Python's 5 ms)",
+    )
+    parser.add_argument(
+        "--dump",
+        metavar="FILE",
+        help="write every recorded request (job, submit, wait, start, end, state) as JSON, "
+        "times relative to the run's start, for a closer look (last run only)",
     )
     parser.add_argument(
         "--db",
@@ -495,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     raise_nofile(20000)
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval / 1000)
     database = BenchDatabase(kind=args.db)
     args.database = database
     try:
