@@ -208,7 +208,7 @@ async def run_one(*, jobs: int, args: argparse.Namespace) -> RunResult:
 
     from agent_generator import AgentGeneratorClient
     from copilot import runner as runner_module
-    from copilot.generator import poll_policy
+    from copilot.generator import poll_policy, ssl_context
     from copilot.models import JobEvent
 
     port = free_port()
@@ -224,7 +224,9 @@ async def run_one(*, jobs: int, args: argparse.Namespace) -> RunResult:
 
         def one_client(size: int) -> AgentGeneratorClient:
             limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-            transport = RecordingTransport(recorder=recorder, limits=limits, retries=0)
+            transport = RecordingTransport(
+                recorder=recorder, verify=ssl_context(), limits=limits, retries=0
+            )
             return AgentGeneratorClient(
                 base_url=base,
                 timeout=settings.AGENT_GENERATOR_REQUEST_TIMEOUT,

@@ -66,9 +66,11 @@ T = TypeVar("T")
 #: Upstream statuses that mean "keep polling" (protocol); they are logged as they change.
 UPSTREAM_ACTIVE = frozenset({"queued", "pending", "running"})
 
-#: Jobs per HTTP client. httpcore looks at every pooled connection on each request, so one
-#: pool for 2,000 long-polls costs O(2,000) per poll; shards of this size keep it small.
-CLIENT_SHARD_SIZE = 100
+#: Jobs per HTTP client. On every request and every response httpcore looks at each pooled
+#: connection (and, for each idle one, counts the idle ones again), so a pool's cost per poll
+#: grows with its size squared; a client per 10 jobs halved the runner's CPU per poll against
+#: 100 (bench/RESULTS.md). The clients share one TLS context (generator.ssl_context).
+CLIENT_SHARD_SIZE = 10
 
 #: How often a runner looks for cancel requests on the jobs it holds (one small query).
 CANCEL_CHECK_SECONDS = 1.0
