@@ -450,6 +450,7 @@ def report(results: list[RunResult], *, command: str, args: argparse.Namespace) 
         f"DB writes: {results[0].writes_note if results else '-'}; client shards "
         f"{args.shards}; jobs per client {getattr(args, 'shard_size_used', '-')}; "
         f"runner database threads {getattr(args, 'db_threads_used', '-')}; "
+        f"event loop {getattr(args, 'loop_used', '-')}; "
         f"sniffio importable: {importlib.util.find_spec('sniffio') is not None}"
     )
     return "\n".join(lines)
@@ -514,6 +515,13 @@ def build_parser() -> argparse.ArgumentParser:
         "0 keeps Python's 5 ms)",
     )
     parser.add_argument(
+        "--loop",
+        choices=["runner", "asyncio"],
+        default="runner",
+        help="the event loop: the one the runner's thread uses (copilot.runner.loop_factory, "
+        "uvloop when installed) or asyncio's own (default: %(default)r)",
+    )
+    parser.add_argument(
         "--dump",
         metavar="FILE",
         help="write every recorded request (job, submit, wait, start, end, state) as JSON, "
@@ -563,7 +571,13 @@ def main(argv: list[str] | None = None) -> int:
             AGENT_GENERATOR_POLL_MAX_INTERVAL="20",
         )
         django_setup(env)
-        results = asyncio.run(main_async(args))
+        from copilot.runner import loop_factory
+
+        # The runner's own thread runs on copilot.runner.loop_factory() (uvloop when installed).
+        factory = loop_factory() if args.loop == "runner" else None
+        args.loop_used = "asyncio" if factory is None else factory.__module__.split(".")[0]
+        with asyncio.Runner(loop_factory=factory) as loop_runner:
+            results = loop_runner.run(main_async(args))
     except SetupError as exc:
         print(f"setup failed: {exc}", file=sys.stderr)
         return 1

@@ -480,6 +480,19 @@ def _connection_close() -> None:
     connection.close()
 
 
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop the runner's thread runs on: uvloop's where it is installed.
+
+    The runner spends most of its CPU in the event loop (thousands of open long-polls and
+    their timeouts); uvloop does that part in C. None means asyncio's own loop.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 # -- where the runner lives ------------------------------------------------------------
 
 _local: Runner | None = None
@@ -503,9 +516,12 @@ def start_in_process() -> Runner:
         if _local is not None and not _local.stopped.is_set():
             return _local
         runner = Runner()
-        thread = threading.Thread(
-            target=lambda: asyncio.run(runner.run()), name="copilot-runner", daemon=True
-        )
+
+        def run() -> None:
+            with asyncio.Runner(loop_factory=loop_factory()) as loop_runner:
+                loop_runner.run(runner.run())
+
+        thread = threading.Thread(target=run, name="copilot-runner", daemon=True)
         thread.start()
         _local = runner
 
