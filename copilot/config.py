@@ -33,6 +33,9 @@ EMBEDDED_AGENT_GENERATOR = "embedded"
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 20
 
+#: How long a database call waits for a pooled PostgreSQL connection before it fails.
+POOL_TIMEOUT_SECONDS = 10
+
 
 class ConfigError(ImproperlyConfigured):
     """A setting in the environment is missing or malformed (the message says which)."""
@@ -106,8 +109,15 @@ def _tristate(env: Mapping[str, str], name: str) -> bool | None:
     return _bool(env, name, False)
 
 
-def database_config(url: str, *, name: str = "DATABASE_URL") -> dict[str, Any]:
-    """Turn a database URL into Django's ``DATABASES["default"]``, refusing unknown schemes."""
+def database_config(
+    url: str, *, name: str = "DATABASE_URL", pool_size: int = 0
+) -> dict[str, Any]:
+    """Turn a database URL into Django's ``DATABASES["default"]``, refusing unknown schemes.
+
+    On PostgreSQL, ``pool_size`` > 0 gives each process a pool of up to that many connections
+    (Django's psycopg pool): a request or a stream borrows one for each database call and
+    gives it back, instead of connecting anew each time (``CONN_MAX_AGE=0``, which ASGI needs).
+    """
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in DATABASE_SCHEMES:
         known = ", ".join(f"{s}://" for s in DATABASE_SCHEMES)
@@ -130,6 +140,9 @@ def database_config(url: str, *, name: str = "DATABASE_URL") -> dict[str, Any]:
     else:
         config.setdefault("CONN_MAX_AGE", 0)
         config["CONN_HEALTH_CHECKS"] = True
+        if pool_size > 0:
+            pool = {"min_size": 1, "max_size": pool_size, "timeout": POOL_TIMEOUT_SECONDS}
+            config["OPTIONS"] = {**config.get("OPTIONS", {}), "pool": pool}
     return config
 
 
@@ -164,7 +177,10 @@ def load(env: Mapping[str, str], *, base_dir: Path) -> PortalConfig:
         debug=debug,
         secret_key=secret_key,
         allowed_hosts=[h for h in hosts if h],
-        database=database_config(database_url),
+        database=database_config(
+            database_url,
+            pool_size=_number(env, "DATABASE_POOL_SIZE", 20, minimum=0, integer=True),
+        ),
         redis_url=redis_url,
         agent_generator_url=generator_url,
         agent_generator_request_timeout=_number(

@@ -70,6 +70,19 @@ def test_overrides_from_the_environment(tmp_path):
     assert config.agent_generator_max_consecutive_errors == 7
     assert config.lease_seconds == 30
     assert config.runner_concurrency == 500
+    # PostgreSQL: Django's connection pool, 20 connections per process unless told otherwise.
+    assert config.database["OPTIONS"]["pool"] == {"min_size": 1, "max_size": 20, "timeout": 10}
+    assert config.database["CONN_MAX_AGE"] == 0  # the pool needs it (and ASGI wants it)
+
+
+def test_the_postgresql_pool_is_sized_or_turned_off(tmp_path):
+    base = {"DEBUG": "1", "DATABASE_URL": "postgres://db/portal"}
+    sized = load({**base, "DATABASE_POOL_SIZE": "8"}, base_dir=tmp_path)
+    off = load({**base, "DATABASE_POOL_SIZE": "0"}, base_dir=tmp_path)
+    sqlite = load({"DEBUG": "1", "DATABASE_POOL_SIZE": "8"}, base_dir=tmp_path)
+    assert sized.database["OPTIONS"]["pool"]["max_size"] == 8
+    assert "pool" not in off.database.get("OPTIONS", {})
+    assert "pool" not in sqlite.database["OPTIONS"]  # SQLite has no pool; the value is ignored
 
 
 def test_in_process_runner_can_be_forced_either_way(tmp_path):
@@ -92,6 +105,8 @@ def test_in_process_runner_can_be_forced_either_way(tmp_path):
         ({"DEBUG": "1", "AGENT_GENERATOR_POLL_INTERVAL": "nan"}, "finite"),
         ({"DEBUG": "1", "AGENT_GENERATOR_MAX_CONSECUTIVE_ERRORS": "2.5"}, "whole number"),
         ({"DEBUG": "maybe"}, "is not a boolean"),
+        ({"DEBUG": "1", "DATABASE_POOL_SIZE": "many"}, "is not a whole number"),
+        ({"DEBUG": "1", "DATABASE_POOL_SIZE": "-1"}, "at least 0"),
         ({"DEBUG": "1", "REDIS_URL": "localhost:6379"}, "must start with redis://"),
         ({"DEBUG": "1", "AGENT_GENERATOR_URL": "ftp://x"}, "http(s) URL"),
         (
