@@ -334,11 +334,13 @@ async def measure(system: System, *, sizes: list[int]) -> SystemResult:
             rss, threads = rss_bytes(pid), thread_count(pid)
             conns = system.db.connections(pid=pid)
             delays: list[float] = []
+            round_max: list[str] = []
             missing = 0
             for _ in range(args.rounds):
                 stamp = await system.publish(key)
                 got = await arrivals_wait(clients, stamp=stamp, wait_seconds=args.timeout)
                 delays += got
+                round_max.append(ms(max(got, default=float("nan"))))
                 missing += len(clients) - len(got)
                 await asyncio.sleep(0.5)
             result.sizes.append(
@@ -356,7 +358,8 @@ async def measure(system: System, *, sizes: list[int]) -> SystemResult:
                 f"  {system.name}: {size} streams open in {opened:.1f} s, "
                 f"{(rss - rss_base) / size / 1024:.1f} KB/stream, threads {threads_base}->"
                 f"{threads}, db conns {conns}, p50 {ms(percentile(delays, 0.5))} ms "
-                f"max {ms(max(delays, default=float('nan')))} ms, missing {missing}",
+                f"max {ms(max(delays, default=float('nan')))} ms, missing {missing}; max per "
+                f"round {', '.join(round_max)} ms",
                 flush=True,
             )
         for client in clients:
