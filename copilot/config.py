@@ -109,9 +109,7 @@ def _tristate(env: Mapping[str, str], name: str) -> bool | None:
     return _bool(env, name, False)
 
 
-def database_config(
-    url: str, *, name: str = "DATABASE_URL", pool_size: int = 0
-) -> dict[str, Any]:
+def database_config(url: str, *, name: str = "DATABASE_URL", pool_size: int = 0) -> dict[str, Any]:
     """Turn a database URL into Django's ``DATABASES["default"]``, refusing unknown schemes.
 
     On PostgreSQL, ``pool_size`` > 0 gives each process a pool of up to that many connections
