@@ -36,6 +36,14 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 20
 #: How long a database call waits for a pooled PostgreSQL connection before it fails.
 POOL_TIMEOUT_SECONDS = 10
 
+#: Each web process's stream hub reads every event its streams need from one channel.
+LAYER_CAPACITY = {"copilot-fanout.*": 10_000}
+
+#: How long one read from Redis may take. channels-redis waits for messages with a blocking
+#: BZPOPMIN of 5 s; redis-py 8 gives every read a 5 s timeout by default, so the read gave up
+#: just as Redis answered and the message it had popped was lost. Keep it above 5 s.
+REDIS_SOCKET_TIMEOUT_SECONDS = 15
+
 
 class ConfigError(ImproperlyConfigured):
     """A setting in the environment is missing or malformed (the message says which)."""
@@ -142,6 +150,20 @@ def database_config(url: str, *, name: str = "DATABASE_URL", pool_size: int = 0)
             pool = {"min_size": 1, "max_size": pool_size, "timeout": POOL_TIMEOUT_SECONDS}
             config["OPTIONS"] = {**config.get("OPTIONS", {}), "pool": pool}
     return config
+
+
+def channel_layer_config(*, redis_url: str) -> dict[str, Any]:
+    """``CHANNEL_LAYERS["default"]``: channels-redis with ``redis_url``, else the in-memory one."""
+    if not redis_url:
+        return {
+            "BACKEND": "copilot.layers.LocalChannelLayer",
+            "CONFIG": {"channel_capacity": LAYER_CAPACITY},
+        }
+    host = {"address": redis_url, "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS}
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [host], "channel_capacity": LAYER_CAPACITY},
+    }
 
 
 def load(env: Mapping[str, str], *, base_dir: Path) -> PortalConfig:

@@ -66,22 +66,7 @@ TEMPLATES = [
 DATABASES = {"default": CONFIG.database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Each web process's stream hub reads every event its streams need from one channel.
-_LAYER_CAPACITY = {"copilot-fanout.*": 10_000}
-if CONFIG.redis_url:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [CONFIG.redis_url], "channel_capacity": _LAYER_CAPACITY},
-        }
-    }
-else:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "copilot.layers.LocalChannelLayer",
-            "CONFIG": {"channel_capacity": _LAYER_CAPACITY},
-        }
-    }
+CHANNEL_LAYERS = {"default": _config.channel_layer_config(redis_url=CONFIG.redis_url)}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
