@@ -108,6 +108,7 @@ class StreamHub:
         self.streams: dict[uuid.UUID, set[JobEventStream]] = {}
         self._receiver: asyncio.Task | None = None
         self._lag_check: asyncio.Task | None = None
+        self._membership = asyncio.Lock()
 
     @classmethod
     def current(cls) -> StreamHub:
@@ -119,33 +120,38 @@ class StreamHub:
 
     async def join(self, stream: JobEventStream) -> None:
         """Add a stream; raises when the channel layer cannot take the job's membership."""
-        if self.channel is None:
-            self.channel = await self.layer.new_channel(prefix=FANOUT_CHANNEL_PREFIX)
-        if stream.job_id not in self.streams:
-            await self.layer.group_add(job_group(stream.job_id), self.channel)
-            self.streams[stream.job_id] = set()
-        self.streams[stream.job_id].add(stream)
-        loop = asyncio.get_running_loop()
-        if self._receiver is None or self._receiver.done():
-            self._receiver = loop.create_task(self._receive(), name="stream-hub-receive")
-        if self._lag_check is None or self._lag_check.done():
-            self._lag_check = loop.create_task(self._check_lag(), name="stream-hub-lag")
+        # One join or leave at a time: each awaits the layer (Redis) between reading and
+        # writing `streams` and `channel`, and two first streams of a job opening together
+        # would otherwise each create the job's set, the second dropping the first stream.
+        async with self._membership:
+            if self.channel is None:
+                self.channel = await self.layer.new_channel(prefix=FANOUT_CHANNEL_PREFIX)
+            if stream.job_id not in self.streams:
+                await self.layer.group_add(job_group(stream.job_id), self.channel)
+                self.streams[stream.job_id] = set()
+            self.streams[stream.job_id].add(stream)
+            loop = asyncio.get_running_loop()
+            if self._receiver is None or self._receiver.done():
+                self._receiver = loop.create_task(self._receive(), name="stream-hub-receive")
+            if self._lag_check is None or self._lag_check.done():
+                self._lag_check = loop.create_task(self._check_lag(), name="stream-hub-lag")
 
     async def leave(self, stream: JobEventStream) -> None:
-        streams = self.streams.get(stream.job_id)
-        if streams is None or stream not in streams:
-            return
-        streams.discard(stream)
-        if not streams:
-            del self.streams[stream.job_id]
-            with contextlib.suppress(Exception):
-                await self.layer.group_discard(job_group(stream.job_id), self.channel)
-        if not self.streams:
-            for task in (self._receiver, self._lag_check):
-                if task is not None:
-                    task.cancel()
-            self._receiver = self._lag_check = None
-            self.channel = None  # a cancelled receive gives its channel back to the layer
+        async with self._membership:
+            streams = self.streams.get(stream.job_id)
+            if streams is None or stream not in streams:
+                return
+            streams.discard(stream)
+            if not streams:
+                del self.streams[stream.job_id]
+                with contextlib.suppress(Exception):
+                    await self.layer.group_discard(job_group(stream.job_id), self.channel)
+            if not self.streams:
+                for task in (self._receiver, self._lag_check):
+                    if task is not None:
+                        task.cancel()
+                self._receiver = self._lag_check = None
+                self.channel = None  # a cancelled receive gives its channel back to the layer
 
     async def rejoin(self, job_id: uuid.UUID) -> None:
         """Join the job's group again (idempotent): a restarted Redis forgets memberships."""
@@ -164,16 +170,18 @@ class StreamHub:
                 continue
             if message.get("type") != "job.event":
                 continue
+            streams = None
             try:
                 job_id = uuid.UUID(message["job_id"])
                 event = message["event"]
+                streams = self.streams.get(job_id)
+                if streams:
+                    frame = _frame(event)  # encoded once for every local stream of the job
             except (KeyError, TypeError, ValueError):
                 logger.warning("stream hub ignored a malformed message")
                 continue
-            streams = self.streams.get(job_id)
             if not streams:
                 continue
-            frame = _frame(event)  # encoded once for every local stream of the job
             for stream in list(streams):
                 try:
                     await stream.deliver(event, frame)
