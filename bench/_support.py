@@ -469,3 +469,14 @@ async def arrivals_wait(
             break
         await asyncio.sleep(0.05)
     return [c.arrivals[stamp] - stamp for c in clients if stamp in c.arrivals]
+
+
+def redis_forget(url: str) -> None:
+    """Delete the keys channels_redis created (its ``asgi`` prefix) in the bench's Redis db."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match="asgi*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()

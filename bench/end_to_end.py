@@ -1,6 +1,7 @@
 """From the user's click to the browser: submit-to-first-event and completion-to-browser delay.
 
     .venv/bin/python bench/end_to_end.py [--jobs 6] [--job-seconds 60] [--stagger 10]
+        [--scale-out [--redis-url redis://127.0.0.1:6379/13]]
 
 Three set-ups run side by side, each with its own reference Agent Generator (a live
 server, ``python -m agent_generator.reference --job-seconds S``) on a free port:
@@ -12,6 +13,11 @@ server, ``python -m agent_generator.reference --job-seconds S``) on a free port:
   delay is when the server itself learns the news, a lower bound for its browser). Its
   jobs last ``--job-seconds`` minus 0-10 s each (the reference's ``duration`` fault), so
   that they do not all end on its 10 s beat.
+
+With ``--scale-out`` both "ours" set-ups run as past one machine instead: PostgreSQL, the
+Redis channel layer (one Redis database each: ``--redis-url``'s and the next) and a
+separate ``manage.py runworker agent-generator`` process beside the web server
+(``COPILOT_RUNNER_IN_PROCESS=false``), so every event crosses processes through Redis.
 
 Each job is submitted through the portal's JSON API (``POST /api/jobs/``, bearer token) at a
 random moment of the first ``--stagger`` seconds, and its SSE stream
@@ -54,6 +60,7 @@ from bench._support import (
     machine,
     percentile,
     portal_env,
+    redis_forget,
     reference_args,
     running,
     table,
@@ -156,17 +163,29 @@ class Started:
 
 
 def ours_start(
-    *, stack: contextlib.ExitStack, setup: Setup, long_poll: bool, args: argparse.Namespace
+    *,
+    stack: contextlib.ExitStack,
+    setup: Setup,
+    long_poll: bool,
+    args: argparse.Namespace,
+    index: int,
 ) -> Started:
-    """A fresh SQLite db with a user, its API key and session; a reference; the portal."""
-    db = BenchDatabase(kind="sqlite")
+    """A fresh database with a user, its API key and session; a reference; the portal."""
+    db = BenchDatabase(kind="postgres" if args.scale_out else "sqlite")
     stack.callback(db.drop)
     db.create()
     ref_port, web_port = free_port(), free_port()
+    extra = {}
+    if args.scale_out:
+        base, _, number = args.redis_url.rpartition("/")
+        redis_url = f"{base}/{int(number or 0) + index}"
+        stack.callback(redis_forget, redis_url)
+        extra = {"REDIS_URL": redis_url, "COPILOT_RUNNER_IN_PROCESS": "false"}
     env = portal_env(
         database_url=db.url,
         AGENT_GENERATOR_URL=f"http://127.0.0.1:{ref_port}",
         COPILOT_MAX_ACTIVE_JOBS_PER_USER="1000",
+        **extra,
     )
     answer = subprocess.run(
         [PYTHON, "manage.py", "shell", "-c", CREDENTIALS],
@@ -185,6 +204,9 @@ def ours_start(
     )
     web = daphne_args(app="copilot.asgi:application", port=web_port)
     stack.enter_context(running(name="portal", args=web, env=env, port=web_port))
+    if args.scale_out:
+        runner = [PYTHON, "manage.py", "runworker", "agent-generator"]
+        stack.enter_context(running(name="runner", args=runner, env=env, port=None))
     return Started(setup, ref_port, reference, web_port, key, cookie)
 
 
@@ -336,6 +358,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="jobs are submitted over this many seconds (default: %(default)r)",
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)r)")
+    parser.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="ours on PostgreSQL + Redis with a separate runworker process",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/13",
+        help="with --scale-out: the first set-up's Redis database; the second uses the next "
+        "(default: %(default)r)",
+    )
     return parser
 
 
@@ -351,11 +384,16 @@ async def measure(
 
 
 def run(args: argparse.Namespace) -> list[Setup]:
-    setups = [Setup("ours, long-poll"), Setup("ours, no long-poll"), Setup("fixed 10 s (seed)")]
+    where = " (PostgreSQL, Redis, runworker)" if args.scale_out else ""
+    setups = [
+        Setup(f"ours, long-poll{where}"),
+        Setup(f"ours, no long-poll{where}"),
+        Setup("fixed 10 s (seed)"),
+    ]
     with contextlib.ExitStack() as stack:
         ours_started = [
-            ours_start(stack=stack, setup=setups[0], long_poll=True, args=args),
-            ours_start(stack=stack, setup=setups[1], long_poll=False, args=args),
+            ours_start(stack=stack, setup=setups[0], long_poll=True, args=args, index=0),
+            ours_start(stack=stack, setup=setups[1], long_poll=False, args=args, index=1),
         ]
         fixed_started = fixed_start(stack=stack, setup=setups[2], args=args)
         asyncio.run(measure(ours_started=ours_started, fixed_started=fixed_started, args=args))

@@ -59,6 +59,7 @@ from bench._support import (
     percentile,
     portal_env,
     raise_nofile,
+    redis_forget,
     rss_bytes,
     running,
     streams_open,
@@ -267,17 +268,6 @@ class Anchor(System):
         return f"{self.prefix}?channel={key}"
 
 
-def redis_forget(url: str) -> None:
-    """Delete the keys channels_redis created (its ``asgi`` prefix) in the bench's Redis db."""
-    import redis
-
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(match="asgi*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
 async def http_post_json(*, port: int, path: str, data: dict, wait_seconds: float = 120.0) -> dict:
     body = json.dumps(data).encode()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -340,7 +330,9 @@ async def measure(system: System, *, sizes: list[int]) -> SystemResult:
                 stamp = await system.publish(key)
                 got = await arrivals_wait(clients, stamp=stamp, wait_seconds=args.timeout)
                 delays += got
-                round_max.append(ms(max(got, default=float("nan"))))
+                round_max.append(
+                    f"{ms(min(got, default=float('nan')))}-{ms(max(got, default=float('nan')))}"
+                )
                 missing += len(clients) - len(got)
                 await asyncio.sleep(0.5)
             result.sizes.append(
@@ -358,8 +350,8 @@ async def measure(system: System, *, sizes: list[int]) -> SystemResult:
                 f"  {system.name}: {size} streams open in {opened:.1f} s, "
                 f"{(rss - rss_base) / size / 1024:.1f} KB/stream, threads {threads_base}->"
                 f"{threads}, db conns {conns}, p50 {ms(percentile(delays, 0.5))} ms "
-                f"max {ms(max(delays, default=float('nan')))} ms, missing {missing}; max per "
-                f"round {', '.join(round_max)} ms",
+                f"max {ms(max(delays, default=float('nan')))} ms, missing {missing}; each round "
+                f"first-last {', '.join(round_max)} ms",
                 flush=True,
             )
         for client in clients:
