@@ -14,15 +14,20 @@ The ``UPDATE`` takes the job's row lock, exactly as ``SELECT … FOR UPDATE`` do
 :mod:`copilot.services`, so ``seq`` stays gap-free with any number of writers; under READ
 COMMITTED a writer that waited for the lock re-reads the row and numbers after the winner.
 
-When the statement changes nothing (unknown job, lease lost, job already ended) it returns
-``None`` and the caller takes the ORM path, which raises the precise error, or writes the
-event if the row changed in between. Other databases (SQLite) always take the ORM path.
+A status change (:func:`transition_update`) is one statement too: it locks the row in a
+first ``SELECT … FOR UPDATE``, so that the event can name the status it left.
+
+When a statement changes nothing (unknown job, lease lost, a status that does not allow the
+change) it returns ``None`` and the caller takes the ORM path, which raises the precise
+error, or writes if the row changed in between. Other databases (SQLite) always take the
+ORM path.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from django.db import connection
@@ -108,3 +113,102 @@ def event_insert(
     event._state.adding = False
     event._state.db = connection.alias
     return event
+
+
+def transition_update(
+    *,
+    job_id: uuid.UUID | str,
+    to: str,
+    sources: Iterable[str],
+    lease_owner: str | None,
+    assignments: Mapping[str, Any],
+    started_at_default: datetime | None,
+    event_type: str,
+    event_data: Mapping[str, Any],
+    now: datetime,
+) -> tuple[GenerationJob, JobEvent, str] | None:
+    """Move the job to ``to`` if its status is in ``sources`` (and the lease holds), set
+    ``assignments`` (field -> value; ``started_at`` to ``started_at_default`` where it is
+    unset, when given) and log the change, in one statement.
+
+    The event's data is ``{"status", "previous", "attempt"}`` from the row, updated with
+    ``event_data``, as :func:`copilot.services.job_transition` builds it. Returns the job
+    as now stored, the event and the previous status; None when nothing was written.
+    """
+    try:
+        pk = uuid.UUID(str(job_id))
+    except ValueError:
+        return None
+    job_meta, event_meta = GenerationJob._meta, JobEvent._meta
+    quote = connection.ops.quote_name
+    table = quote(job_meta.db_table)
+
+    def column(meta, name: str) -> str:
+        return quote(meta.get_field(name).column)
+
+    def value(meta, name: str, python_value: Any) -> Any:
+        return meta.get_field(name).get_db_prep_save(python_value, connection)
+
+    sources = list(sources)
+    if not sources:
+        return None  # no status leads to `to`: the ORM path says so (IllegalTransition)
+    seq = column(job_meta, "last_event_seq")
+    sets = [f"{column(job_meta, 'status')} = %s", f"{seq} = j.{seq} + 1"]
+    set_params: list[Any] = [to]
+    for name, python_value in {**assignments, "updated_at": now}.items():
+        sets.append(f"{column(job_meta, name)} = %s")
+        set_params.append(value(job_meta, name, python_value))
+    if started_at_default is not None and "started_at" not in assignments:
+        started = column(job_meta, "started_at")
+        sets.append(f"{started} = COALESCE(j.{started}, %s)")
+        set_params.append(value(job_meta, "started_at", started_at_default))
+    where = [
+        f"{column(job_meta, 'id')} = %s",
+        f"{column(job_meta, 'status')} IN ({', '.join(['%s'] * len(sources))})",
+    ]
+    where_params: list[Any] = [value(job_meta, "id", pk), *sources]
+    if lease_owner is not None:
+        where.append(f"{column(job_meta, 'lease_owner')} = %s")
+        where.append(f"{column(job_meta, 'lease_expires_at')} > %s")
+        where_params += [lease_owner, value(job_meta, "lease_expires_at", now)]
+    job_id_column = column(job_meta, "id")
+    event_columns = ", ".join(
+        column(event_meta, name) for name in ("job", "seq", "type", "data", "created_at")
+    )
+    sql = (
+        f"WITH old AS (SELECT {job_id_column} AS id, {column(job_meta, 'status')} AS status "
+        f"FROM {table} WHERE {' AND '.join(where)} FOR UPDATE), "
+        f"job AS (UPDATE {table} AS j SET {', '.join(sets)} FROM old "
+        f"WHERE j.{job_id_column} = old.id RETURNING j.*, old.status AS copilot_previous), "
+        f"event AS (INSERT INTO {quote(event_meta.db_table)} ({event_columns}) "
+        f"SELECT job.{job_id_column}, job.{seq}, %s, "
+        "jsonb_build_object('status', %s, 'previous', job.copilot_previous, "
+        f"'attempt', job.{column(job_meta, 'attempt')}) || CAST(%s AS jsonb), %s FROM job "
+        f"RETURNING {column(event_meta, 'id')} AS id) "
+        "SELECT job.*, event.id AS copilot_event_id FROM job, event"
+    )
+    params = [
+        *where_params,
+        *set_params,
+        event_type,
+        to,
+        value(event_meta, "data", dict(event_data)),
+        value(event_meta, "created_at", now),
+    ]
+    rows = list(GenerationJob.objects.raw(sql, params))
+    if not rows:
+        return None
+    job = rows[0]
+    previous = job.copilot_previous
+    data = {"status": to, "previous": previous, "attempt": job.attempt, **event_data}
+    event = JobEvent(
+        id=job.copilot_event_id,
+        job_id=job.pk,
+        seq=job.last_event_seq,
+        type=event_type,
+        data=data,
+        created_at=now,
+    )
+    event._state.adding = False
+    event._state.db = connection.alias
+    return job, event, previous

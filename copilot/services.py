@@ -125,6 +125,42 @@ def _event_insert_fast(
     )
 
 
+def _transition_fast(
+    *,
+    job_id: uuid.UUID | str,
+    to: str,
+    lease_owner: str | None,
+    event_type: str | None,
+    event_data: Mapping[str, Any] | None,
+    changes: Mapping[str, Any],
+) -> tuple[GenerationJob, JobEvent, str] | None:
+    """:func:`job_transition` in one statement where the database has it (see event_sql).
+
+    Builds exactly what the ORM path below writes; None means "take the ORM path".
+    """
+    if not event_sql.available():
+        return None
+    now = timezone.now()
+    terminal = to in GenerationJob.TERMINAL_STATUSES
+    assignments = dict(changes)
+    if terminal:
+        assignments.update(finished_at=now, lease_owner="", lease_expires_at=None)
+    data = {"terminal": terminal}
+    data.update({k: changes[k] for k in EVENT_FIELDS if changes.get(k) not in (None, "")})
+    data.update(event_data or {})
+    return event_sql.transition_update(
+        job_id=job_id,
+        to=to,
+        sources=[s for s, targets in ALLOWED_TRANSITIONS.items() if to in targets],
+        lease_owner=lease_owner,
+        assignments=assignments,
+        started_at_default=now if to == Status.SUBMITTING else None,
+        event_type=event_type or _event_type_for(to),
+        event_data=data,
+        now=now,
+    )
+
+
 def _event_type_for(status: str) -> str:
     if status == Status.COMPLETED:
         return EventType.RESULT
@@ -173,6 +209,20 @@ def job_transition(
     unknown = set(changes) - TRANSITION_FIELDS
     if unknown:
         raise TypeError(f"job_transition() cannot set {', '.join(sorted(unknown))}")
+    done = _transition_fast(
+        job_id=job_id,
+        to=to,
+        lease_owner=lease_owner,
+        event_type=event_type,
+        event_data=event_data,
+        changes=changes,
+    )
+    if done is not None:
+        job, event, previous = done
+        if publish:
+            publish_on_commit(job_id=job.id, events=[event.as_message()])
+        logger.info("job transition id=%s from=%s to=%s seq=%s", job.id, previous, to, event.seq)
+        return job, event
     with transaction.atomic():
         job = _job_locked(job_id=job_id, lease_owner=lease_owner)
         previous = job.status

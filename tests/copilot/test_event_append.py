@@ -54,6 +54,23 @@ def test_progress_is_stored_on_the_row_and_in_the_log(user):
     assert event.as_message() == {"seq": 4, "type": "progress", "data": event.data}
 
 
+def test_a_first_submit_starts_the_clock_and_a_resumed_one_keeps_it(user):
+    job = services.job_submit(
+        user=user, kind="decompose", payload={"description": "Email me the weather every day"}
+    )
+    submitting, event = services.job_transition(job_id=job.id, to=Status.SUBMITTING)
+    assert submitting.started_at is not None
+    assert event.data == {
+        "status": "submitting",
+        "previous": "queued",
+        "attempt": 1,
+        "terminal": False,
+    }
+    services.job_transition(job_id=job.id, to=Status.FAILED, error_type="x", error_message="y")
+    job.refresh_from_db()
+    assert (job.status, job.finished_at is not None, job.error_type) == ("failed", True, "x")
+
+
 def test_an_event_is_numbered_after_the_last_one(user):
     job = running_job(user)
     first = services.event_append(
@@ -68,6 +85,8 @@ def test_an_event_is_numbered_after_the_last_one(user):
 
 def test_a_runner_whose_lease_was_taken_writes_nothing(user):
     job = running_job(user, owner="runner-b")
+    with pytest.raises(LeaseLost):
+        services.job_transition(job_id=job.id, to=Status.COMPLETED, lease_owner="runner-a")
     with pytest.raises(LeaseLost):
         services.job_progress(job_id=job.id, percent=10, phase="x", lease_owner="runner-a")
     with pytest.raises(LeaseLost):
@@ -87,6 +106,15 @@ def test_an_expired_lease_writes_nothing(user):
     assert job.events.count() == 3
 
 
+@pytest.mark.parametrize("to", [Status.QUEUED, Status.SUBMITTING, "bogus"])
+def test_a_change_the_state_machine_forbids_writes_nothing(user, to):
+    job = running_job(user)
+    with pytest.raises(IllegalTransition):
+        services.job_transition(job_id=job.id, to=to)
+    job.refresh_from_db()
+    assert (job.status, job.last_event_seq) == (Status.RUNNING, 3)
+
+
 def test_progress_on_an_ended_job_is_refused(user):
     job = running_job(user)
     services.job_transition(job_id=job.id, to=Status.CANCELLED)
@@ -99,10 +127,44 @@ def test_progress_on_an_ended_job_is_refused(user):
 @pytest.mark.parametrize("job_id", [uuid.uuid4(), "not-a-uuid"])
 def test_an_unknown_job_is_not_found(user, job_id):
     with pytest.raises(JobNotFound):
+        services.job_transition(job_id=job_id, to=Status.CANCELLED)
+    with pytest.raises(JobNotFound):
         services.job_progress(job_id=job_id, percent=1, phase="x")
     with pytest.raises(JobNotFound):
         services.event_append(job_id=job_id, type="status", data={})
     assert JobEvent.objects.count() == 0
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_status_change_is_one_statement(user):
+    job = running_job(user)
+    with CaptureQueriesContext(connection) as queries:
+        job_after, event = services.job_transition(
+            job_id=job.id,
+            to=Status.COMPLETED,
+            lease_owner="runner-a",
+            result={"type": "vague_goal", "suggested_goal": "x"},
+        )
+    assert len(queries) == 1, [q["sql"] for q in queries]
+    stored = GenerationJob.objects.get(pk=job.pk)
+    for fetched in (job_after, stored):
+        assert (fetched.status, fetched.last_event_seq, fetched.lease_owner) == (
+            Status.COMPLETED,
+            4,
+            "",
+        )
+        assert fetched.result == {"type": "vague_goal", "suggested_goal": "x"}
+        assert fetched.finished_at is not None and fetched.lease_expires_at is None
+        assert fetched.request == job.request and fetched.started_at == job.started_at
+    expected = {
+        "status": "completed",
+        "previous": "running",
+        "attempt": 1,
+        "terminal": True,
+        "result": {"type": "vague_goal", "suggested_goal": "x"},
+    }
+    assert (event.seq, event.type, event.data) == (4, "result", expected)
+    assert JobEvent.objects.get(pk=event.pk).data == expected
 
 
 @pytest.mark.postgres

@@ -48,6 +48,7 @@ def test_a_job_and_its_events_are_stored(user):
     assert not GenerationJob.objects.active().filter(pk=job.pk).exists()
 
 
+@pytest.mark.alldb
 @pytest.mark.parametrize(
     ("path", "illegal"),
     [
@@ -73,6 +74,7 @@ def test_illegal_transitions_are_refused_and_change_nothing(user, path, illegal)
     assert job.events.count() == job.last_event_seq
 
 
+@pytest.mark.alldb
 def test_progress_on_a_finished_job_is_refused(user):
     job = submit(user)
     services.job_transition(job_id=job.id, to=Status.CANCELLED)
@@ -80,6 +82,7 @@ def test_progress_on_a_finished_job_is_refused(user):
         services.job_progress(job_id=job.id, percent=10, phase="late")
 
 
+@pytest.mark.alldb
 def test_a_write_without_the_lease_is_refused(user):
     job = submit(user)
     with pytest.raises(LeaseLost):
