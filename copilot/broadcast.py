@@ -17,10 +17,6 @@ logger = logging.getLogger(__name__)
 
 RUNNER_CHANNEL = "agent-generator"
 
-#: Channel-name prefix of each web process's stream hub (copilot.consumers.StreamHub): one
-#: channel carries the events of every job that process streams, so it gets a large capacity.
-FANOUT_CHANNEL_PREFIX = "copilot-fanout"
-
 
 def job_group(job_id: uuid.UUID | str) -> str:
     """The group name that carries one job's events (``job.<hex id>``)."""

@@ -36,8 +36,10 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 20
 #: How long a database call waits for a pooled PostgreSQL connection before it fails.
 POOL_TIMEOUT_SECONDS = 10
 
-#: Each web process's stream hub reads every event its streams need from one channel.
-LAYER_CAPACITY = {"copilot-fanout.*": 10_000}
+#: Channel-name prefix of each web process's stream hub (copilot.consumers.StreamHub): one
+#: channel carries the events of every job that process streams, so it gets a large capacity.
+FANOUT_CHANNEL_PREFIX = "copilot-fanout"
+LAYER_CAPACITY = {f"{FANOUT_CHANNEL_PREFIX}.*": 10_000}
 
 #: How long one read from Redis may take. channels-redis waits for messages with a blocking
 #: BZPOPMIN of 5 s; redis-py 8 gives every read a 5 s timeout by default, so the read gave up

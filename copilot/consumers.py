@@ -41,7 +41,8 @@ from channels.generic.http import AsyncHttpConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from copilot.broadcast import FANOUT_CHANNEL_PREFIX, job_group
+from copilot.broadcast import job_group
+from copilot.config import FANOUT_CHANNEL_PREFIX
 from copilot.exceptions import JobNotFound
 from copilot.models import GenerationJob, JobEvent
 from copilot.presenters import job_as_dict
@@ -170,19 +171,15 @@ class StreamHub:
                 continue
             if message.get("type") != "job.event":
                 continue
-            streams = None
             try:
                 job_id = uuid.UUID(message["job_id"])
                 event = message["event"]
-                streams = self.streams.get(job_id)
-                if streams:
-                    frame = _frame(event)  # encoded once for every local stream of the job
+                streams = list(self.streams.get(job_id, ()))
+                frame = _frame(event) if streams else b""  # encoded once for all its streams
             except (KeyError, TypeError, ValueError):
                 logger.warning("stream hub ignored a malformed message")
                 continue
-            if not streams:
-                continue
-            for stream in list(streams):
+            for stream in streams:
                 try:
                     await stream.deliver(event, frame)
                 except Exception:

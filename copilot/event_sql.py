@@ -37,8 +37,53 @@ from copilot.models import GenerationJob, JobEvent
 
 
 def available() -> bool:
-    """True where :func:`event_insert` can run (PostgreSQL)."""
+    """True where the statements of this module run (PostgreSQL)."""
     return connection.vendor == "postgresql"
+
+
+def _column(meta, name: str) -> str:
+    return connection.ops.quote_name(meta.get_field(name).column)
+
+
+def _value(meta, name: str, python_value: Any) -> Any:
+    return meta.get_field(name).get_db_prep_save(python_value, connection)
+
+
+def _job_guard(
+    *, pk: uuid.UUID, statuses: list[str], lease_owner: str | None, now: datetime
+) -> tuple[str, list[Any]]:
+    """The WHERE that lets a write happen: this job, one of ``statuses``, the lease held."""
+    job = GenerationJob._meta
+    where = [
+        f"{_column(job, 'id')} = %s",
+        f"{_column(job, 'status')} IN ({', '.join(['%s'] * len(statuses))})",
+    ]
+    params: list[Any] = [_value(job, "id", pk), *statuses]
+    if lease_owner is not None:
+        where.append(f"{_column(job, 'lease_owner')} = %s")
+        where.append(f"{_column(job, 'lease_expires_at')} > %s")
+        params += [lease_owner, _value(job, "lease_expires_at", now)]
+    return " AND ".join(where), params
+
+
+def _event_columns() -> str:
+    meta = JobEvent._meta
+    return ", ".join(_column(meta, n) for n in ("job", "seq", "type", "data", "created_at"))
+
+
+def _stored_event(**fields: Any) -> JobEvent:
+    """A JobEvent for a row the statement just inserted (no second read)."""
+    event = JobEvent(**fields)
+    event._state.adding = False
+    event._state.db = connection.alias
+    return event
+
+
+def _job_pk(job_id: uuid.UUID | str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(job_id))
+    except ValueError:
+        return None
 
 
 def event_insert(
@@ -53,66 +98,46 @@ def event_insert(
     """Append the job's next event if its status is in ``statuses`` (and ``lease_owner``
     still holds it, when given); set ``progress`` on the row too, when given.
 
-    Returns the stored event, or None when nothing was written (see the module docstring).
+    Returns the stored event, or None when nothing was written or the database is not
+    PostgreSQL (see the module docstring).
     """
-    try:
-        pk = uuid.UUID(str(job_id))
-    except ValueError:
+    pk = _job_pk(job_id)
+    if pk is None or not available():
         return None
     now = timezone.now()
     job_meta, event_meta = GenerationJob._meta, JobEvent._meta
-    quote = connection.ops.quote_name
-
-    def column(meta, name: str) -> str:
-        return quote(meta.get_field(name).column)
-
-    def value(meta, name: str, python_value: Any) -> Any:
-        return meta.get_field(name).get_db_prep_save(python_value, connection)
-
-    statuses = list(statuses)
-    sets = [f"{column(job_meta, 'last_event_seq')} = {column(job_meta, 'last_event_seq')} + 1"]
-    set_params: list[Any] = []
-    sets.append(f"{column(job_meta, 'updated_at')} = %s")
-    set_params.append(value(job_meta, "updated_at", now))
+    seq = _column(job_meta, "last_event_seq")
+    sets = [f"{seq} = {seq} + 1", f"{_column(job_meta, 'updated_at')} = %s"]
+    set_params: list[Any] = [_value(job_meta, "updated_at", now)]
     if progress is not None:
-        sets.append(f"{column(job_meta, 'progress')} = %s")
-        set_params.append(value(job_meta, "progress", dict(progress)))
-    where = [
-        f"{column(job_meta, 'id')} = %s",
-        f"{column(job_meta, 'status')} IN ({', '.join(['%s'] * len(statuses))})",
-    ]
-    where_params: list[Any] = [value(job_meta, "id", pk), *statuses]
-    if lease_owner is not None:
-        where.append(f"{column(job_meta, 'lease_owner')} = %s")
-        where.append(f"{column(job_meta, 'lease_expires_at')} > %s")
-        where_params += [lease_owner, value(job_meta, "lease_expires_at", now)]
-    event_columns = ", ".join(
-        column(event_meta, name) for name in ("job", "seq", "type", "data", "created_at")
+        sets.append(f"{_column(job_meta, 'progress')} = %s")
+        set_params.append(_value(job_meta, "progress", dict(progress)))
+    where, where_params = _job_guard(
+        pk=pk, statuses=list(statuses), lease_owner=lease_owner, now=now
     )
     sql = (
-        f"WITH job AS (UPDATE {quote(job_meta.db_table)} SET {', '.join(sets)} "
-        f"WHERE {' AND '.join(where)} "
-        f"RETURNING {column(job_meta, 'id')} AS id, {column(job_meta, 'last_event_seq')} AS seq) "
-        f"INSERT INTO {quote(event_meta.db_table)} ({event_columns}) "
+        f"WITH job AS (UPDATE {connection.ops.quote_name(job_meta.db_table)} "
+        f"SET {', '.join(sets)} WHERE {where} "
+        f"RETURNING {_column(job_meta, 'id')} AS id, {seq} AS seq) "
+        f"INSERT INTO {connection.ops.quote_name(event_meta.db_table)} ({_event_columns()}) "
         "SELECT job.id, job.seq, %s, %s, %s FROM job "
-        f"RETURNING {column(event_meta, 'id')}, {column(event_meta, 'seq')}"
+        f"RETURNING {_column(event_meta, 'id')}, {_column(event_meta, 'seq')}"
     )
     params = [
         *set_params,
         *where_params,
         type,
-        value(event_meta, "data", dict(data)),
-        value(event_meta, "created_at", now),
+        _value(event_meta, "data", dict(data)),
+        _value(event_meta, "created_at", now),
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
-    event = JobEvent(id=row[0], job_id=pk, seq=row[1], type=type, data=dict(data), created_at=now)
-    event._state.adding = False
-    event._state.db = connection.alias
-    return event
+    return _stored_event(
+        id=row[0], job_id=pk, seq=row[1], type=type, data=dict(data), created_at=now
+    )
 
 
 def transition_update(
@@ -133,58 +158,38 @@ def transition_update(
 
     The event's data is ``{"status", "previous", "attempt"}`` from the row, updated with
     ``event_data``, as :func:`copilot.services.job_transition` builds it. Returns the job
-    as now stored, the event and the previous status; None when nothing was written.
+    as now stored, the event and the previous status; None when nothing was written or the
+    database is not PostgreSQL.
     """
-    try:
-        pk = uuid.UUID(str(job_id))
-    except ValueError:
+    pk = _job_pk(job_id)
+    sources = list(sources)
+    if pk is None or not sources or not available():
+        # (No status leads to `to`: the ORM path says so, with IllegalTransition.)
         return None
     job_meta, event_meta = GenerationJob._meta, JobEvent._meta
-    quote = connection.ops.quote_name
-    table = quote(job_meta.db_table)
-
-    def column(meta, name: str) -> str:
-        return quote(meta.get_field(name).column)
-
-    def value(meta, name: str, python_value: Any) -> Any:
-        return meta.get_field(name).get_db_prep_save(python_value, connection)
-
-    sources = list(sources)
-    if not sources:
-        return None  # no status leads to `to`: the ORM path says so (IllegalTransition)
-    seq = column(job_meta, "last_event_seq")
-    sets = [f"{column(job_meta, 'status')} = %s", f"{seq} = j.{seq} + 1"]
+    table = connection.ops.quote_name(job_meta.db_table)
+    job_id_column = _column(job_meta, "id")
+    seq = _column(job_meta, "last_event_seq")
+    sets = [f"{_column(job_meta, 'status')} = %s", f"{seq} = j.{seq} + 1"]
     set_params: list[Any] = [to]
     for name, python_value in {**assignments, "updated_at": now}.items():
-        sets.append(f"{column(job_meta, name)} = %s")
-        set_params.append(value(job_meta, name, python_value))
+        sets.append(f"{_column(job_meta, name)} = %s")
+        set_params.append(_value(job_meta, name, python_value))
     if started_at_default is not None and "started_at" not in assignments:
-        started = column(job_meta, "started_at")
+        started = _column(job_meta, "started_at")
         sets.append(f"{started} = COALESCE(j.{started}, %s)")
-        set_params.append(value(job_meta, "started_at", started_at_default))
-    where = [
-        f"{column(job_meta, 'id')} = %s",
-        f"{column(job_meta, 'status')} IN ({', '.join(['%s'] * len(sources))})",
-    ]
-    where_params: list[Any] = [value(job_meta, "id", pk), *sources]
-    if lease_owner is not None:
-        where.append(f"{column(job_meta, 'lease_owner')} = %s")
-        where.append(f"{column(job_meta, 'lease_expires_at')} > %s")
-        where_params += [lease_owner, value(job_meta, "lease_expires_at", now)]
-    job_id_column = column(job_meta, "id")
-    event_columns = ", ".join(
-        column(event_meta, name) for name in ("job", "seq", "type", "data", "created_at")
-    )
+        set_params.append(_value(job_meta, "started_at", started_at_default))
+    where, where_params = _job_guard(pk=pk, statuses=sources, lease_owner=lease_owner, now=now)
     sql = (
-        f"WITH old AS (SELECT {job_id_column} AS id, {column(job_meta, 'status')} AS status "
-        f"FROM {table} WHERE {' AND '.join(where)} FOR UPDATE), "
+        f"WITH old AS (SELECT {job_id_column} AS id, {_column(job_meta, 'status')} AS status "
+        f"FROM {table} WHERE {where} FOR UPDATE), "
         f"job AS (UPDATE {table} AS j SET {', '.join(sets)} FROM old "
         f"WHERE j.{job_id_column} = old.id RETURNING j.*, old.status AS copilot_previous), "
-        f"event AS (INSERT INTO {quote(event_meta.db_table)} ({event_columns}) "
-        f"SELECT job.{job_id_column}, job.{seq}, %s, "
+        f"event AS (INSERT INTO {connection.ops.quote_name(event_meta.db_table)} "
+        f"({_event_columns()}) SELECT job.{job_id_column}, job.{seq}, %s, "
         "jsonb_build_object('status', %s, 'previous', job.copilot_previous, "
-        f"'attempt', job.{column(job_meta, 'attempt')}) || CAST(%s AS jsonb), %s FROM job "
-        f"RETURNING {column(event_meta, 'id')} AS id) "
+        f"'attempt', job.{_column(job_meta, 'attempt')}) || CAST(%s AS jsonb), %s FROM job "
+        f"RETURNING {_column(event_meta, 'id')} AS id) "
         "SELECT job.*, event.id AS copilot_event_id FROM job, event"
     )
     params = [
@@ -192,8 +197,8 @@ def transition_update(
         *set_params,
         event_type,
         to,
-        value(event_meta, "data", dict(event_data)),
-        value(event_meta, "created_at", now),
+        _value(event_meta, "data", dict(event_data)),
+        _value(event_meta, "created_at", now),
     ]
     rows = list(GenerationJob.objects.raw(sql, params))
     if not rows:
@@ -201,7 +206,7 @@ def transition_update(
     job = rows[0]
     previous = job.copilot_previous
     data = {"status": to, "previous": previous, "attempt": job.attempt, **event_data}
-    event = JobEvent(
+    event = _stored_event(
         id=job.copilot_event_id,
         job_id=job.pk,
         seq=job.last_event_seq,
@@ -209,6 +214,4 @@ def transition_update(
         data=data,
         created_at=now,
     )
-    event._state.adding = False
-    event._state.db = connection.alias
     return job, event, previous

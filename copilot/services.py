@@ -99,32 +99,6 @@ def _event_add(job: GenerationJob, *, type: str, data: Mapping[str, Any]) -> Job
     return JobEvent.objects.create(job=job, seq=job.last_event_seq, type=type, data=dict(data))
 
 
-def _event_insert_fast(
-    *,
-    job_id: uuid.UUID | str,
-    type: str,
-    data: Mapping[str, Any],
-    lease_owner: str | None,
-    statuses: list[str],
-    progress: Mapping[str, Any] | None = None,
-) -> JobEvent | None:
-    """The one-statement append (:mod:`copilot.event_sql`) where the database has it.
-
-    None means "take the ORM path": another database, or the statement found the job missing,
-    not leased by ``lease_owner`` or in another status, and the ORM path raises the error.
-    """
-    if not event_sql.available():
-        return None
-    return event_sql.event_insert(
-        job_id=job_id,
-        type=type,
-        data=data,
-        lease_owner=lease_owner,
-        statuses=statuses,
-        progress=progress,
-    )
-
-
 def _transition_fast(
     *,
     job_id: uuid.UUID | str,
@@ -138,8 +112,6 @@ def _transition_fast(
 
     Builds exactly what the ORM path below writes; None means "take the ORM path".
     """
-    if not event_sql.available():
-        return None
     now = timezone.now()
     terminal = to in GenerationJob.TERMINAL_STATUSES
     assignments = dict(changes)
@@ -178,7 +150,9 @@ def event_append(
     publish: bool = True,
 ) -> JobEvent:
     """Append one event to a job's log, numbered right after the last one."""
-    event = _event_insert_fast(
+    # One statement on PostgreSQL; None there means nothing was written, and the ORM path
+    # below raises the precise error (or writes, if the row changed in between).
+    event = event_sql.event_insert(
         job_id=job_id, type=type, data=data, lease_owner=lease_owner, statuses=Status.values
     )
     if event is None:
@@ -272,7 +246,7 @@ def job_progress(
 ) -> JobEvent:
     """Record a progress step of an active job (``{percent, phase}``) and log it."""
     progress = {"percent": percent, "phase": phase}
-    event = _event_insert_fast(
+    event = event_sql.event_insert(
         job_id=job_id,
         type=EventType.PROGRESS,
         data=progress,

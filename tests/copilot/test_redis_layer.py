@@ -8,8 +8,8 @@ import uuid
 import pytest
 from channels_redis.core import RedisChannelLayer
 
-from copilot.broadcast import FANOUT_CHANNEL_PREFIX, job_group
-from copilot.config import channel_layer_config
+from copilot.broadcast import job_group
+from copilot.config import FANOUT_CHANNEL_PREFIX, channel_layer_config
 from copilot.consumers import StreamHub
 
 pytestmark = pytest.mark.redis
