@@ -355,7 +355,7 @@ def jobs_create(*, user: object, count: int) -> list[uuid.UUID]:
     from django.db import transaction
     from django.utils import timezone
 
-    from copilot.models import GenerationJob, JobEvent
+    from copilot.jobs.models import GenerationJob, JobEvent
 
     far = timezone.now() + timedelta(days=1)
     jobs = [

@@ -5,7 +5,7 @@
 
 For each M, a fresh reference service (``python -m agent_generator.reference
 --job-seconds S --expose-stats``, a live server on a free port) and a fresh
-:class:`copilot.runner.Runner` in this process with ``COPILOT_RUNNER_CONCURRENCY=M``, on a
+:class:`copilot.runner.runner.Runner` in this process with ``COPILOT_RUNNER_CONCURRENCY=M``, on a
 throw-away database. M jobs are stored up front, held back, and released to the runner at
 an even rate over ``--ramp`` seconds (``runner.wake``), as users would submit them; every
 job then runs for ``--job-seconds`` on the service. Measured until every job has ended:
@@ -208,8 +208,8 @@ async def run_one(*, jobs: int, args: argparse.Namespace) -> RunResult:
 
     from agent_generator import AgentGeneratorClient
     from copilot import runner as runner_module
-    from copilot.generator import poll_policy, ssl_context
-    from copilot.models import JobEvent
+    from copilot.jobs.models import JobEvent
+    from copilot.runner.upstream import poll_policy, ssl_context
 
     port = free_port()
     ref_args = reference_args(port=port, job_seconds=args.job_seconds)
@@ -236,7 +236,7 @@ async def run_one(*, jobs: int, args: argparse.Namespace) -> RunResult:
 
         def client_factory() -> AgentGeneratorClient | ShardedClient:
             if args.shards <= 1:
-                # As copilot.runner does: the runner calls this once per shard of
+                # As copilot.runner.runner does: the runner calls this once per shard of
                 # CLIENT_SHARD_SIZE jobs (a single client before commit 35ed02c).
                 return one_client(min(jobs, getattr(runner_module, "CLIENT_SHARD_SIZE", jobs)))
             size = -(-jobs // args.shards)
@@ -335,7 +335,7 @@ def jobs_store(*, count: int) -> list:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from copilot.models import GenerationJob, JobEvent
+    from copilot.jobs.models import GenerationJob, JobEvent
 
     user, _ = get_user_model().objects.get_or_create(username="bench")
     GenerationJob.objects.all().delete()
@@ -365,7 +365,7 @@ def jobs_release(*, ids: list, ramp: float, runner, cpu: list[float]) -> None:
     """Release the held-back jobs at an even rate over ``ramp`` s, waking the runner each time."""
     from django.db import connection
 
-    from copilot.models import GenerationJob
+    from copilot.jobs.models import GenerationJob
 
     started = time.monotonic()
     cpu_start = time.thread_time()
@@ -383,7 +383,7 @@ def jobs_release(*, ids: list, ramp: float, runner, cpu: list[float]) -> None:
 def _active_count() -> int:
     from django.db import connection
 
-    from copilot.models import GenerationJob
+    from copilot.jobs.models import GenerationJob
 
     count = GenerationJob.objects.active().count()
     connection.close()
@@ -394,7 +394,7 @@ def _statuses() -> dict[str, int]:
     from django.db import connection
     from django.db.models import Count
 
-    from copilot.models import GenerationJob
+    from copilot.jobs.models import GenerationJob
 
     rows = GenerationJob.objects.values("status").annotate(n=Count("id"))
     out = {row["status"]: row["n"] for row in rows}
@@ -518,8 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--loop",
         choices=["runner", "asyncio"],
         default="runner",
-        help="the event loop: the one the runner's thread uses (copilot.runner.loop_factory, "
-        "uvloop when installed) or asyncio's own (default: %(default)r)",
+        help="the event loop: the one the runner's thread uses (uvloop when installed) "
+        "or asyncio's own (default: %(default)r)",
     )
     parser.add_argument(
         "--dump",
@@ -571,9 +571,9 @@ def main(argv: list[str] | None = None) -> int:
             AGENT_GENERATOR_POLL_MAX_INTERVAL="20",
         )
         django_setup(env)
-        from copilot.runner import loop_factory
+        from copilot.runner.runner import loop_factory
 
-        # The runner's own thread runs on copilot.runner.loop_factory() (uvloop when installed).
+        # The runner's own thread runs on loop_factory() (uvloop when installed).
         factory = loop_factory() if args.loop == "runner" else None
         args.loop_used = "asyncio" if factory is None else factory.__module__.split(".")[0]
         with asyncio.Runner(loop_factory=factory) as loop_runner:

@@ -3,7 +3,7 @@
 Routes HTTP to Django, the embedded reference Agent Generator (when configured) to its own
 app under ``/agent-generator/``, and the ``agent-generator`` channel to the job runner's
 consumer. When the runner lives in the web process (no shared channel layer), it starts
-here, at import, which every ASGI server does on start-up; see :mod:`copilot.runner`.
+here, at import, which every ASGI server does on start-up; see :mod:`copilot.runner.runner`.
 """
 
 import gc

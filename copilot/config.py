@@ -36,7 +36,7 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 20
 #: How long a database call waits for a pooled PostgreSQL connection before it fails.
 POOL_TIMEOUT_SECONDS = 10
 
-#: Channel-name prefix of each web process's stream hub (copilot.consumers.StreamHub): one
+#: Channel-name prefix of each web process's stream hub (copilot.stream.consumer.StreamHub): one
 #: channel carries the events of every job that process streams, so it gets a large capacity.
 FANOUT_CHANNEL_PREFIX = "copilot-fanout"
 LAYER_CAPACITY = {f"{FANOUT_CHANNEL_PREFIX}.*": 10_000}
@@ -158,7 +158,7 @@ def channel_layer_config(*, redis_url: str) -> dict[str, Any]:
     """``CHANNEL_LAYERS["default"]``: channels-redis with ``redis_url``, else the in-memory one."""
     if not redis_url:
         return {
-            "BACKEND": "copilot.layers.LocalChannelLayer",
+            "BACKEND": "copilot.stream.layers.LocalChannelLayer",
             "CONFIG": {"channel_capacity": LAYER_CAPACITY},
         }
     host = {"address": redis_url, "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS}

@@ -8,11 +8,11 @@ from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.urls import path, re_path
 
-from copilot.broadcast import RUNNER_CHANNEL
 from copilot.config import EMBEDDED_AGENT_GENERATOR
-from copilot.consumers import JobEventStream
-from copilot.generator import EMBEDDED_MOUNT, embedded_service
-from copilot.runner import JobRunnerConsumer, start_in_process
+from copilot.jobs.messaging import RUNNER_CHANNEL
+from copilot.runner.runner import JobRunnerConsumer, start_in_process
+from copilot.runner.upstream import EMBEDDED_MOUNT, embedded_service
+from copilot.stream.consumer import JobEventStream
 
 
 class PrefixMount:
@@ -39,7 +39,7 @@ def build_application(django_app):
     http = URLRouter(
         [
             # Served by a Channels consumer, not a Django view: Django's ASGI handler keeps
-            # a thread per request for as long as its response lasts (see copilot.consumers).
+            # a thread per request for as long as its response lasts (see copilot.stream.consumer).
             path(
                 "jobs/<uuid:job_id>/events",
                 AuthMiddlewareStack(JobEventStream.as_asgi()),

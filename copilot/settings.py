@@ -25,7 +25,8 @@ ALLOWED_HOSTS = CONFIG.allowed_hosts
 
 INSTALLED_APPS = [
     "daphne",  # first: its runserver serves the ASGI app
-    "copilot",  # before channels: its runworker also starts the job runner
+    "copilot.jobs",  # app label "copilot": jobs, their events, API tokens
+    "copilot.ops",  # admin and commands; before channels: its runworker runs the job runner
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

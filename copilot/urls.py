@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
-from copilot.views import api, pages
+from copilot.web.views import api, pages
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -1,6 +1,6 @@
 """A prototype of the fix proposed in bench/RESULTS.md, for measurement only (bench only).
 
-``copilot.layers.LocalChannelLayer.group_send`` wakes each receiver with its own
+``copilot.stream.layers.LocalChannelLayer.group_send`` wakes each receiver with its own
 ``loop.call_soon_threadsafe`` when the publisher runs on another thread (the embedded
 runner does): one self-pipe write and one GIL hand-over per stream, N per event. This
 subclass takes the lock once and wakes all receivers of a loop with ONE
@@ -15,7 +15,7 @@ import contextlib
 import time
 from collections import defaultdict
 
-from copilot.layers import LocalChannelLayer, _Channel, _wake
+from copilot.stream.layers import LocalChannelLayer, _Channel, _wake
 
 
 def _wake_all(waiters: list[asyncio.Future]) -> None:

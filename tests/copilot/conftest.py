@@ -13,7 +13,7 @@ from django.db import connection
 
 from agent_generator import AgentGeneratorClient, PollPolicy
 from agent_generator.reference import ReferenceApp, ReferenceSettings, create_app
-from copilot.runner import Runner, set_local_runner
+from copilot.runner.runner import Runner, set_local_runner
 
 FAST_POLICY = PollPolicy(interval=0.02, max_interval=0.1, max_consecutive_errors=5, budget=60)
 

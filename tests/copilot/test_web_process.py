@@ -7,9 +7,9 @@ import time
 import httpx
 import pytest
 
-from copilot import services
-from copilot.models import GenerationJob
-from tests.copilot.test_runner_recovery import GOAL, wait_for
+from copilot.jobs import services
+from copilot.jobs.models import GenerationJob
+from tests.copilot.runner.test_runner_recovery import GOAL, wait_for
 from tests.support.live import free_port, run_server
 from tests.support.portal import portal_env
 

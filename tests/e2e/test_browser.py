@@ -18,7 +18,7 @@ from collections import Counter
 import pytest
 from playwright.sync_api import Page, expect
 
-from copilot.models import GenerationJob, JobEvent
+from copilot.jobs.models import GenerationJob, JobEvent
 from tests.e2e.conftest import PASSWORD, PageRecorder, Portal
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

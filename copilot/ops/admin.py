@@ -1,0 +1,169 @@
+"""The Django admin for reviewing job history.
+
+Jobs and events are written by machines (the runner, the services), so the admin shows them
+read-only; the only changes it makes are the Retry and Cancel actions, through the services.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from copilot.jobs import services
+from copilot.jobs.exceptions import CopilotError
+from copilot.jobs.models import ApiToken, GenerationJob, JobEvent
+
+
+def pretty_json(value: object) -> str:
+    """JSON in a <pre>, escaped: upstream and user text is shown as text, never as HTML."""
+    if value in (None, {}, []):
+        return "—"
+    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text)
+
+
+def format_elapsed(value: timedelta | None) -> str:
+    if value is None:
+        return "—"
+    seconds = int(value.total_seconds())
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02}:{seconds:02}" if hours else f"{minutes}:{seconds:02}"
+
+
+class ReadOnlyMixin:
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        # Every staff member reviews job history (as in the portal, where staff see all jobs).
+        return request.user.is_active and request.user.is_staff
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class JobEventInline(ReadOnlyMixin, admin.TabularInline):
+    model = JobEvent
+    fields = ["seq", "type", "pretty_data", "created_at"]
+    readonly_fields = fields
+    ordering = ["seq"]
+    extra = 0
+    can_delete = False
+
+    @admin.display(description="data")
+    def pretty_data(self, event: JobEvent) -> str:
+        return pretty_json(event.data)
+
+
+@admin.register(GenerationJob)
+class GenerationJobAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["id", "kind", "status", "owner", "created_at", "elapsed_display", "error_type"]
+    list_filter = ["status", "kind", ("owner", admin.RelatedOnlyFieldListFilter), "created_at"]
+    search_fields = ["id", "upstream_job_id", "owner__username", "owner__email", "request"]
+    date_hierarchy = "created_at"
+    list_select_related = ["owner"]
+    actions = ["retry_jobs", "cancel_jobs"]
+    inlines = [JobEventInline]
+    fieldsets = [
+        (None, {"fields": ["id", "owner", "kind", "status", "attempt", "upstream_job_id"]}),
+        ("Timing", {"fields": ["created_at", "started_at", "finished_at", "elapsed_display"]}),
+        ("Request and outcome", {"fields": ["pretty_request", "pretty_progress", "pretty_result"]}),
+        ("Error", {"fields": ["error_type", "error_message", "cancel_requested_at"]}),
+        ("Runner", {"fields": ["lease_owner", "lease_expires_at", "last_event_seq"]}),
+    ]
+    readonly_fields = [f for _, opts in fieldsets for f in opts["fields"]]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_staff
+
+    @admin.display(description="elapsed")
+    def elapsed_display(self, job: GenerationJob) -> str:
+        return format_elapsed(job.elapsed)
+
+    @admin.display(description="request")
+    def pretty_request(self, job: GenerationJob) -> str:
+        return pretty_json(job.request)
+
+    @admin.display(description="progress")
+    def pretty_progress(self, job: GenerationJob) -> str:
+        return pretty_json(job.progress)
+
+    @admin.display(description="result")
+    def pretty_result(self, job: GenerationJob) -> str:
+        return pretty_json(job.result)
+
+    def _act(self, request: HttpRequest, queryset: QuerySet, *, verb: str, service) -> None:
+        done, refused = 0, []
+        for job in queryset:
+            try:
+                service(job_id=job.id, by=request.user)
+                done += 1
+            except CopilotError as exc:
+                refused.append(str(exc))
+        if done:
+            self.message_user(request, f"{verb} {done} job(s).", messages.SUCCESS)
+        for reason in refused:
+            self.message_user(request, f"Not {verb.lower()}: {reason}.", messages.WARNING)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<uuid:job_id>/retry/", view(self.retry_view), name="copilot_job_retry"),
+            path("<uuid:job_id>/cancel/", view(self.cancel_view), name="copilot_job_cancel"),
+            *super().get_urls(),
+        ]
+
+    def _act_on_one(self, request: HttpRequest, job_id, *, verb: str, service):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        job = get_object_or_404(GenerationJob, pk=job_id)
+        if not self.has_view_permission(request, job):
+            return HttpResponseRedirect(reverse("admin:index"))
+        self._act(request, GenerationJob.objects.filter(pk=job.pk), verb=verb, service=service)
+        return HttpResponseRedirect(reverse("admin:copilot_generationjob_change", args=[job.pk]))
+
+    def retry_view(self, request: HttpRequest, job_id):
+        return self._act_on_one(request, job_id, verb="Retried", service=services.job_retry)
+
+    def cancel_view(self, request: HttpRequest, job_id):
+        return self._act_on_one(request, job_id, verb="Cancelled", service=services.job_cancel)
+
+    @admin.action(description="Retry the selected failed, timed-out or cancelled jobs")
+    def retry_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._act(request, queryset, verb="Retried", service=services.job_retry)
+
+    @admin.action(description="Cancel the selected active jobs")
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._act(request, queryset, verb="Cancelled", service=services.job_cancel)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """API tokens: staff see who holds one and when it was last used, and revoke by deleting.
+
+    Tokens are made only by ``manage.py create_api_token`` (the key is shown once, never
+    stored), so the admin cannot add or change one.
+    """
+
+    list_display = ["name", "user", "created_at", "last_used_at"]
+    list_filter = [("user", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["name", "user__username"]
+    readonly_fields = ["user", "name", "created_at", "last_used_at"]
+    exclude = ["key_hash"]
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class OpsConfig(AppConfig):
+    """The operators' doors: the Django admin and the management commands (no models)."""
+
+    name = "copilot.ops"
+    label = "copilot_ops"
+    verbose_name = "Agent copilot operations"

@@ -1,0 +1,147 @@
+"""``manage.py submit_job``: create a job from the command line, and optionally follow it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import CommandError
+
+from copilot.jobs import services
+from copilot.jobs.exceptions import CopilotError, InvalidJobRequest
+from copilot.jobs.job_requests import AGENT_FIELD, TEXT_FIELD
+from copilot.jobs.models import GenerationJob
+from copilot.jobs.presenters import event_line, job_as_dict
+from copilot.jobs.selectors import events_after, job_get
+from copilot.ops.management import args
+from copilot.ops.management.base import OperatorCommand
+from copilot.runner.runner import Runner, local_runner, set_local_runner
+
+FOLLOW_INTERVAL = 0.2
+
+
+class Command(OperatorCommand):
+    help = (
+        "Create a generation job for a user. With --wait, follow it and print each event as "
+        "it comes (exit status 0 when it completes, 1 otherwise). With no shared channel "
+        "layer (no REDIS_URL), --wait runs a job runner in this process, so no server is needed."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--kind",
+            type=args.kind,
+            default="decompose",
+            help="decompose, generate, update or customize (default: %(default)r)",
+        )
+        parser.add_argument(
+            "--description",
+            required=True,
+            help="The goal (decompose), the instructions (generate) or the change wanted "
+            "(update, customize).",
+        )
+        parser.add_argument(
+            "--agent-json",
+            type=Path,
+            help="A file holding the agent JSON to change (update, customize).",
+        )
+        parser.add_argument(
+            "--user", default="demo", help="The job's owner, by username (default: %(default)r)"
+        )
+        parser.add_argument("--wait", action="store_true", help="Follow the job until it ends.")
+        parser.add_argument(
+            "--json", action="store_true", help="Print the job as one JSON object at the end."
+        )
+
+    def handle(
+        self,
+        *,
+        kind: str,
+        description: str,
+        agent_json: Path | None,
+        user: str,
+        wait: bool,
+        json: bool,
+        **options,
+    ) -> None:
+        owner = self._user(user)
+        payload = {TEXT_FIELD[kind]: description}
+        if kind in AGENT_FIELD:
+            payload[AGENT_FIELD[kind]] = self._agent_json(agent_json)
+        try:
+            job = services.job_submit(user=owner, kind=kind, payload=payload)
+        except InvalidJobRequest as exc:
+            raise CommandError(f"invalid job: {exc}") from None
+        except CopilotError as exc:
+            raise CommandError(str(exc)) from None
+        out = self.stderr if json else self.stdout
+        out.write(f"job {job.id} queued ({kind}, owner {owner.username})")
+        if wait:
+            job = self._follow(job, out=out)
+        if json:
+            self.stdout.write(_json_dumps(job_as_dict(job)))
+        if wait and job.status != GenerationJob.Status.COMPLETED:
+            raise CommandError(f"job {job.id} ended {job.status}: {job.error_message}".rstrip(": "))
+
+    def _user(self, username: str):
+        try:
+            return get_user_model().objects.get(username=username)
+        except get_user_model().DoesNotExist:
+            raise CommandError(f"no user {username!r}; name an existing user with --user") from None
+
+    def _agent_json(self, path: Path | None) -> object:
+        if path is None:
+            raise CommandError("--agent-json FILE is required for update and customize")
+        try:
+            return json_load(path)
+        except OSError as exc:
+            raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise CommandError(f"{path} is not JSON: {exc}") from None
+
+    def _follow(self, job: GenerationJob, *, out) -> GenerationJob:
+        runner = None
+        if not settings.CHANNEL_LAYERS["default"]["BACKEND"].startswith("channels_redis") and (
+            local_runner() is None
+        ):
+            runner = Runner(concurrency=1)
+        printed = 0
+        if runner is not None:
+            set_local_runner(runner)
+            task_result: list[BaseException | None] = [None]
+
+            def follow_in_thread() -> None:
+                try:
+                    asyncio.run(runner.run_until_done(job_id=job.id))
+                except BaseException as exc:  # reported below, in the command's thread
+                    task_result[0] = exc
+
+            thread = threading.Thread(target=follow_in_thread, name="submit-job-runner")
+            thread.start()
+        try:
+            while True:
+                for event in events_after(job_id=job.id, seq=printed):
+                    out.write(event_line(event))
+                    printed = event.seq
+                job = job_get(job_id=job.id)
+                if job.is_terminal and printed >= job.last_event_seq:
+                    return job
+                time.sleep(FOLLOW_INTERVAL)
+        finally:
+            if runner is not None:
+                runner.stop()
+                thread.join()
+                set_local_runner(None)
+
+
+def json_load(path: Path) -> object:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _json_dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)

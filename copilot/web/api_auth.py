@@ -1,0 +1,126 @@
+"""Who is calling the JSON API: a bearer token, or the browser's session with its CSRF token.
+
+A script sends ``Authorization: Bearer <key>``; the key is looked up by its SHA-256 (the plain
+key is never stored) and needs no CSRF token, since a browser never adds that header by itself.
+Without that header the request is the session's: Django's session login, and for unsafe
+methods the same CSRF check Django's middleware makes for forms (``X-CSRFToken`` header).
+
+:func:`api_view` wraps a view with both, and answers failures as JSON: 401 when nobody is
+authenticated (or the token is unknown), 403 when the CSRF check fails, 405 for a method the
+view does not take.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable, Iterable
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from copilot.jobs.models import ApiToken
+
+logger = logging.getLogger(__name__)
+
+#: Bytes of randomness in a new key (it is shown as about 43 URL-safe characters).
+KEY_BYTES = 32
+BEARER_PREFIX = "bearer "
+
+
+def token_hash(*, key: str) -> str:
+    """The SHA-256 (hex) under which a plain key is stored."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def api_token_create(*, user, name: str = "") -> tuple[ApiToken, str]:
+    """Make a new token for ``user``; returns the row and the plain key (shown once only)."""
+    key = secrets.token_urlsafe(KEY_BYTES)
+    token = ApiToken.objects.create(user=user, key_hash=token_hash(key=key), name=name)
+    logger.info("api token created id=%s user=%s", token.pk, user.pk)
+    return token, key
+
+
+def user_for_key(*, key: str):
+    """The active user a plain key belongs to (and note its use), or None."""
+    try:
+        token = ApiToken.objects.select_related("user").get(key_hash=token_hash(key=key))
+    except ApiToken.DoesNotExist:
+        return None
+    if not token.user.is_active:
+        return None
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return token.user
+
+
+def json_error(*, status: int, detail: str, **headers: str) -> JsonResponse:
+    """``{"detail": …}`` with a status, the API's shape for every error but field errors."""
+    response = JsonResponse({"detail": detail}, status=status)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+class _CsrfCheck(CsrfViewMiddleware):
+    """Django's CSRF check, answering the reason of a rejection instead of a 403 page."""
+
+    def _reject(self, request: HttpRequest, reason: str) -> str:  # type: ignore[override]
+        return reason
+
+
+def _csrf_failure(request: HttpRequest) -> str | None:
+    check = _CsrfCheck(lambda req: HttpResponse())
+    check.process_request(request)
+    return check.process_view(request, None, (), {})
+
+
+def _bearer_key(request: HttpRequest) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[: len(BEARER_PREFIX)].lower() != BEARER_PREFIX:
+        return None
+    return header[len(BEARER_PREFIX) :].strip()
+
+
+def api_view(*, methods: Iterable[str]) -> Callable:
+    """Decorate a JSON API view: authenticate the caller, check CSRF for sessions, check method.
+
+    The view runs with ``request.user`` set to the token's user or the session's user.
+    """
+    allowed = tuple(m.upper() for m in methods)
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if request.method not in allowed:
+                return json_error(
+                    status=405,
+                    detail=f"Method {request.method} not allowed.",
+                    Allow=", ".join(allowed),
+                )
+            key = _bearer_key(request)
+            if key is not None:
+                user = user_for_key(key=key) if key else None
+                if user is None:
+                    return json_error(
+                        status=401,
+                        detail="Invalid token.",
+                        WWW_Authenticate='Bearer error="invalid_token"',
+                    )
+                request.user = user
+            elif not request.user.is_authenticated:
+                return json_error(
+                    status=401,
+                    detail="Authentication credentials were not provided.",
+                    WWW_Authenticate="Bearer",
+                )
+            elif (reason := _csrf_failure(request)) is not None:
+                return json_error(status=403, detail=f"CSRF failed: {reason}")
+            return view(request, *args, **kwargs)
+
+        return csrf_exempt(wrapper)
+
+    return decorator
