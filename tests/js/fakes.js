@@ -1,9 +1,9 @@
 /*
- * Test doubles for static/copilot/stream.js: a hand-driven clock, a fetch whose response bodies
- * are real ReadableStreams the test pushes bytes into, a small job server built on both, and a
- * tiny DOM element. Not a test file itself (node --test only runs *.test.js).
+ * Test doubles for static/copilot/stream.js and stream_page.js: a hand-driven clock, a fetch
+ * whose response bodies are real ReadableStreams the test pushes bytes into, a small job server
+ * built on both, and a tiny DOM element. Not a test file itself (node --test only runs
+ * *.test.js).
  */
-"use strict";
 
 const encoder = new TextEncoder();
 
@@ -362,7 +362,7 @@ class FakeDocument {
   }
 }
 
-module.exports = {
+export {
   CountingTarget,
   FakeClock,
   FakeDocument,

@@ -1,10 +1,9 @@
-"use strict";
+import test from "node:test";
+import assert from "node:assert/strict";
 
-const test = require("node:test");
-const assert = require("node:assert/strict");
-
-const { JobStream, withLastEventId } = require("../../static/copilot/stream.js");
-const { CountingTarget, FakeClock, FakeJobServer, FakeNet, flush, frame } = require("./fakes.js");
+import { SSEParser } from "../../static/copilot/sse_parser.js";
+import { CopilotStream, JobStream, STATES, withLastEventId } from "../../static/copilot/stream.js";
+import { CountingTarget, FakeClock, FakeJobServer, FakeNet, flush, frame } from "./fakes.js";
 
 const HEARTBEAT = 15000;
 const URL = "/jobs/2f1c/events";
@@ -97,6 +96,23 @@ test("starts from the page's lastEventId and resumes after a drop with Last-Even
 test("withLastEventId keeps other query parameters and replaces an old value", () => {
   assert.equal(withLastEventId("/e?a=1&last_event_id=3#x", 9), "/e?a=1&last_event_id=9#x");
   assert.equal(withLastEventId("/e?last_event_id=3", 0), "/e");
+});
+
+test("stream.js exports CopilotStream: the stream, its parser and helpers by their old names", () => {
+  assert.equal(CopilotStream.JobStream, JobStream);
+  assert.equal(CopilotStream.SSEParser, SSEParser);
+  assert.equal(CopilotStream.withLastEventId, withLastEventId);
+  assert.deepEqual(CopilotStream.STATES, [
+    "connecting",
+    "open",
+    "reconnecting",
+    "lost",
+    "done",
+    "gone",
+    "unauthorized",
+    "stopped",
+  ]);
+  assert.equal(STATES, CopilotStream.STATES);
 });
 
 test("backoff is 1 s, 2 s, 4 s, and no request is made before the delay", async () => {

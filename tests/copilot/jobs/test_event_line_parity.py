@@ -54,16 +54,18 @@ EVENTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("node"), reason="node is not installed")
 def test_live_and_server_rendered_log_lines_are_the_same():
     events = [JobEvent(seq=n, type=kind, data=data) for n, (kind, data) in enumerate(EVENTS, 1)]
     script = (
-        "const {eventLine} = require('./static/copilot/job_page.js');"
-        "const events = JSON.parse(require('fs').readFileSync(0, 'utf8'));"
+        "import {readFileSync} from 'node:fs';"
+        "import {eventLine} from './static/copilot/job_page.js';"
+        "const events = JSON.parse(readFileSync(0, 'utf8'));"
         "process.stdout.write(JSON.stringify(events.map(eventLine)));"
     )
     answer = subprocess.run(
-        ["node", "-e", script],
+        ["node", "--input-type=module", "-e", script],
         cwd=ROOT,
         input=json.dumps([{"id": e.seq, "type": e.type, "data": e.data} for e in events]),
         capture_output=True,

@@ -1,9 +1,7 @@
-"use strict";
+import test from "node:test";
+import assert from "node:assert/strict";
 
-const test = require("node:test");
-const assert = require("node:assert/strict");
-
-const { SSEParser } = require("../../static/copilot/stream.js");
+import { SSEParser } from "../../static/copilot/sse_parser.js";
 
 function parseChunks(chunks) {
   const events = [];

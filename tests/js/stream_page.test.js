@@ -1,12 +1,9 @@
-"use strict";
+import test from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
 
-const test = require("node:test");
-const assert = require("node:assert/strict");
-const fs = require("node:fs");
-const path = require("node:path");
-
-const CopilotStream = require("../../static/copilot/stream.js");
-const {
+import { attach, stateText } from "../../static/copilot/stream_page.js";
+import {
   CountingTarget,
   FakeClock,
   FakeDocument,
@@ -14,9 +11,12 @@ const {
   FakeNet,
   flush,
   frame,
-} = require("./fakes.js");
+} from "./fakes.js";
 
-const SOURCE = path.join(__dirname, "..", "..", "static", "copilot", "stream.js");
+/** The stream's modules: what stream.js was before it was split. */
+const SOURCES = ["sse_parser.js", "stream.js", "stream_page.js"].map(
+  (name) => new URL(`../../static/copilot/${name}`, import.meta.url),
+);
 
 /** The markup the job page renders, as fake elements. */
 function page({ lastEventId = "0", heartbeatMs = "10000", loginUrl = null } = {}) {
@@ -36,7 +36,7 @@ function page({ lastEventId = "0", heartbeatMs = "10000", loginUrl = null } = {}
   win.location = { pathname: "/jobs/abc/", search: "?tab=log" };
   const received = [];
   root.addEventListener("copilot:event", (e) => received.push(e.detail));
-  const binding = CopilotStream.attach(root, {
+  const binding = attach(root, {
     fetch: net.fetch,
     timers: clock,
     now: clock.now,
@@ -165,18 +165,23 @@ test("pagehide stops; a page restored from the back/forward cache resumes where 
   assert.equal(p.clock.pending, 0);
 });
 
-test("the script never writes HTML", () => {
-  const source = fs.readFileSync(SOURCE, "utf8");
-  assert.doesNotMatch(source, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/);
+test("the stream's modules never write HTML", () => {
+  for (const source of SOURCES) {
+    const text = fs.readFileSync(source, "utf8");
+    assert.doesNotMatch(text, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/, source.pathname);
+  }
 });
 
-test("the script is a plain browser script that defines window.CopilotStream", () => {
-  // Run it as a browser would: no module, no require, `this` is the window.
-  const vm = require("node:vm");
-  const fakeWindow = { AbortController, TextDecoder, setTimeout, clearTimeout, Math, Date };
-  fakeWindow.globalThis = fakeWindow;
-  const context = vm.createContext(fakeWindow);
-  vm.runInContext(fs.readFileSync(SOURCE, "utf8"), context, { filename: "stream.js" });
-  assert.equal(typeof context.CopilotStream.attach, "function");
-  assert.equal(typeof context.CopilotStream.JobStream, "function");
+test("the states' texts, as the page shows them", () => {
+  assert.equal(stateText("connecting", { attempt: 0 }), "Connecting\u2026");
+  assert.equal(stateText("connecting", { attempt: 2, of: 3 }), "Reconnecting (attempt 2 of 3)\u2026");
+  assert.equal(stateText("connecting", { attempt: 1, planned: true }), null);
+  assert.equal(stateText("open"), "Live");
+  assert.equal(stateText("reconnecting", { attempt: 3, of: 3 }), "Reconnecting (attempt 3 of 3)\u2026");
+  assert.equal(stateText("lost"), "Connection lost");
+  assert.equal(stateText("done"), "Finished");
+  assert.equal(stateText("gone"), "This job does not exist or is not yours.");
+  assert.equal(stateText("unauthorized"), "Please log in again");
+  assert.equal(stateText("stopped"), "Stopped");
+  assert.equal(stateText("no such state"), null);
 });

@@ -1,16 +1,14 @@
-"use strict";
-
 /*
  * The client against a real HTTP server on 127.0.0.1, with Node's real fetch, AbortController,
  * TextDecoder and timers: proves the streaming, abort and resume paths work outside the fakes.
  * Delays are made short through options (baseDelayMs, heartbeatMs), never by faking the clock.
  */
 
-const test = require("node:test");
-const assert = require("node:assert/strict");
-const http = require("node:http");
+import test from "node:test";
+import assert from "node:assert/strict";
+import http from "node:http";
 
-const { JobStream } = require("../../static/copilot/stream.js");
+import { JobStream } from "../../static/copilot/stream.js";
 
 /** Start a server whose answers are scripted per connection: handlers[i](req, res). */
 async function startServer(handlers) {
