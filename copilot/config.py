@@ -1,17 +1,21 @@
 """Reading the portal's settings from the environment.
 
 Every setting comes from an environment variable (or a ``.env`` file beside ``manage.py``)
-through django-environ, and every one has a default that serves one machine: SQLite, the
+through django-environ's readers (``Env.str``, ``Env.bool``, ``Env.int``, ``Env.list``,
+``Env.db_url_config``), and every one has a default that serves one machine: SQLite, the
 in-memory channel layer, the job runner and the reference Agent Generator inside the web
 process. The README's settings table lists them all; ``.env.example`` mirrors it.
 
-Bad values stop start-up with :class:`ConfigError`, whose message is one line saying which
-variable is wrong and what to put there. ``manage.py`` and ``copilot.asgi`` print that line and
-exit with status 1 instead of a traceback.
+What django-environ does not check is checked here: boolean words, ``auto``, numbers (ranges,
+and floats, which ``Env.float`` misreads), URL schemes and the log level. Bad values stop
+start-up with :class:`ConfigError`, whose message is one line saying which variable is wrong
+and what to put there. ``manage.py`` and ``copilot.asgi`` print that line and exit with status
+1 instead of a traceback.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +23,9 @@ from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from copilot.jobs.messaging import FANOUT_CHANNEL_PREFIX
+from copilot.runner.upstream import EMBEDDED_AGENT_GENERATOR
 
 #: Database URL schemes the portal supports, mapped to Django's engine.
 DATABASE_SCHEMES = {
@@ -28,17 +35,13 @@ DATABASE_SCHEMES = {
     "pgsql": "django.db.backends.postgresql",
 }
 
-#: The URL that means "the reference Agent Generator inside this process".
-EMBEDDED_AGENT_GENERATOR = "embedded"
-
 SQLITE_BUSY_TIMEOUT_SECONDS = 20
 
 #: How long a database call waits for a pooled PostgreSQL connection before it fails.
 POOL_TIMEOUT_SECONDS = 10
 
-#: Channel-name prefix of each web process's stream hub (copilot.stream.consumer.StreamHub): one
-#: channel carries the events of every job that process streams, so it gets a large capacity.
-FANOUT_CHANNEL_PREFIX = "copilot-fanout"
+#: Each web process's stream hub (copilot.stream.hub) has one channel that carries the events
+#: of every job that process streams, so it gets a large capacity.
 LAYER_CAPACITY = {f"{FANOUT_CHANNEL_PREFIX}.*": 10_000}
 
 #: How long one read from Redis may take. channels-redis waits for messages with a blocking
@@ -75,48 +78,68 @@ class PortalConfig:
     log_level: str
 
 
-def _text(env: Mapping[str, str], name: str, default: str) -> str:
-    return env.get(name, default).strip()
+#: The words a boolean setting accepts, in any case. ``Env.bool`` reads every other word as
+#: false (and any number but 0 as true), so a typo would turn a setting off without a word.
+_BOOLEAN_WORDS = frozenset({"1", "true", "yes", "on", "0", "false", "no", "off"})
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
+def _reader(env: Mapping[str, str]) -> environ.Env:
+    """django-environ's ``Env`` over ``env``, each value stripped and read as written.
+
+    ``Env`` reads a value that starts with ``$`` as another variable's name (``SECRET_KEY=$ab``
+    would read ``ab``; ``X=$X`` recurses until Python gives up). Every ``$`` is escaped here
+    and ``escape_proxy`` unescapes it, so a value may start with ``$`` (Django's generated
+    secret keys can).
+    """
+    reader = environ.Env()
+    reader.ENVIRON = {name: value.strip().replace("$", r"\$") for name, value in env.items()}
+    reader.escape_proxy = True
+    return reader
+
+
+def _bool(reader: environ.Env, name: str, default: bool, *, words: str = "true or false") -> bool:
+    """``Env.bool`` for one of :data:`_BOOLEAN_WORDS`; unset or blank gives ``default``."""
+    raw = reader.str(name, default="")
+    if not raw:
         return default
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{name}={raw!r} is not a boolean: use true or false.")
+    if raw.lower() not in _BOOLEAN_WORDS:
+        raise ConfigError(f"{name}={raw!r} is not a boolean: use {words}.")
+    return reader.bool(name)
+
+
+def _auto_bool(reader: environ.Env, name: str) -> bool | None:
+    """None when unset, blank or ``auto``; else :func:`_bool`."""
+    if reader.str(name, default="").lower() in {"", "auto"}:
+        return None
+    return _bool(reader, name, False, words="auto, true or false")
 
 
 def _number(
-    env: Mapping[str, str],
+    reader: environ.Env,
     name: str,
     default: float,
     *,
-    minimum: float = 0.0,
+    minimum: float,
     integer: bool = False,
 ) -> Any:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
+    """``Env.int`` or ``float()``, finite and at least ``minimum``; unset or blank: ``default``.
+
+    Not ``Env.float``: it deletes every character but digits, ``,``, ``.`` and ``-`` before
+    converting, so it reads ``1e3`` as 13, ``30s`` as 30 and ``1,5`` as 1.5.
+    """
+    raw = reader.str(name, default="")
+    if not raw:
         return int(default) if integer else float(default)
     try:
-        value = int(raw) if integer else float(raw)
+        value = reader.int(name) if integer else float(raw)
     except ValueError:
         kind = "a whole number" if integer else "a number"
         raise ConfigError(f"{name}={raw!r} is not {kind} (default: {default:g}).") from None
-    if value != value or value in (float("inf"), float("-inf")) or value < minimum:  # NaN, inf
+    if not math.isfinite(value) or value < minimum:
         raise ConfigError(f"{name}={raw!r} must be a finite number of at least {minimum:g}.")
     return value
-
-
-def _tristate(env: Mapping[str, str], name: str) -> bool | None:
-    raw = env.get(name, "").strip().lower()
-    if raw in {"", "auto"}:
-        return None
-    return _bool(env, name, False)
 
 
 def database_config(url: str, *, name: str = "DATABASE_URL", pool_size: int = 0) -> dict[str, Any]:
@@ -173,8 +196,9 @@ def load(env: Mapping[str, str], *, base_dir: Path) -> PortalConfig:
 
     Raises :class:`ConfigError` with a one-line message on the first bad value.
     """
-    debug = _bool(env, "DEBUG", False)
-    secret_key = _text(env, "SECRET_KEY", "")
+    reader = _reader(env)
+    debug = _bool(reader, "DEBUG", False)
+    secret_key = reader.str("SECRET_KEY", default="")
     if not secret_key:
         if not debug:
             raise ConfigError(
@@ -182,60 +206,67 @@ def load(env: Mapping[str, str], *, base_dir: Path) -> PortalConfig:
                 "string (python -c 'import secrets; print(secrets.token_urlsafe(50))')."
             )
         secret_key = "django-insecure-dev-only-key-never-use-in-production"
-    hosts = [h.strip() for h in _text(env, "ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")]
-    database_url = _text(env, "DATABASE_URL", f"sqlite:///{base_dir / 'db.sqlite3'}")
-    redis_url = _text(env, "REDIS_URL", "")
+    hosts = reader.list("ALLOWED_HOSTS", cast=str.strip, default=["127.0.0.1", "localhost"])
+    database_url = reader.str("DATABASE_URL", default=f"sqlite:///{base_dir / 'db.sqlite3'}")
+    redis_url = reader.str("REDIS_URL", default="")
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"REDIS_URL={redis_url!r} must start with redis:// or rediss://.")
-    generator_url = _text(env, "AGENT_GENERATOR_URL", EMBEDDED_AGENT_GENERATOR).rstrip("/")
+        raise ConfigError(
+            f"REDIS_URL={redis_url!r} must start with redis://, rediss:// or unix://."
+        )
+    generator_url = reader.str("AGENT_GENERATOR_URL", default=EMBEDDED_AGENT_GENERATOR)
+    generator_url = generator_url.rstrip("/")
     if generator_url != EMBEDDED_AGENT_GENERATOR and not generator_url.startswith(
         ("http://", "https://")
     ):
         raise ConfigError(
             f"AGENT_GENERATOR_URL={generator_url!r} must be an http(s) URL or 'embedded'."
         )
-    in_process = _tristate(env, "COPILOT_RUNNER_IN_PROCESS")
+    in_process = _auto_bool(reader, "COPILOT_RUNNER_IN_PROCESS")
     config = PortalConfig(
         debug=debug,
         secret_key=secret_key,
         allowed_hosts=[h for h in hosts if h],
         database=database_config(
             database_url,
-            pool_size=_number(env, "DATABASE_POOL_SIZE", 20, minimum=0, integer=True),
+            pool_size=_number(reader, "DATABASE_POOL_SIZE", 20, minimum=0, integer=True),
         ),
         redis_url=redis_url,
         agent_generator_url=generator_url,
         agent_generator_request_timeout=_number(
-            env, "AGENT_GENERATOR_REQUEST_TIMEOUT", 30, minimum=0.001
+            reader, "AGENT_GENERATOR_REQUEST_TIMEOUT", 30, minimum=0.001
         ),
         agent_generator_poll_interval=_number(
-            env, "AGENT_GENERATOR_POLL_INTERVAL", 2, minimum=0.001
+            reader, "AGENT_GENERATOR_POLL_INTERVAL", 2, minimum=0.001
         ),
         agent_generator_poll_max_interval=_number(
-            env, "AGENT_GENERATOR_POLL_MAX_INTERVAL", 30, minimum=0.001
+            reader, "AGENT_GENERATOR_POLL_MAX_INTERVAL", 30, minimum=0.001
         ),
         agent_generator_poll_budget=_number(
-            env, "AGENT_GENERATOR_POLL_BUDGET", 1800, minimum=0.001
+            reader, "AGENT_GENERATOR_POLL_BUDGET", 1800, minimum=0.001
         ),
         agent_generator_max_consecutive_errors=_number(
-            env, "AGENT_GENERATOR_MAX_CONSECUTIVE_ERRORS", 5, minimum=1, integer=True
+            reader, "AGENT_GENERATOR_MAX_CONSECUTIVE_ERRORS", 5, minimum=1, integer=True
         ),
-        lease_seconds=_number(env, "COPILOT_LEASE_SECONDS", 60, minimum=0.1),
-        runner_concurrency=_number(env, "COPILOT_RUNNER_CONCURRENCY", 100, minimum=1, integer=True),
+        lease_seconds=_number(reader, "COPILOT_LEASE_SECONDS", 60, minimum=0.1),
+        runner_concurrency=_number(
+            reader, "COPILOT_RUNNER_CONCURRENCY", 100, minimum=1, integer=True
+        ),
         # Unset ("auto"): run the runner inside the web process when there is no shared
         # channel layer (no REDIS_URL), since nothing else could run the jobs then.
         runner_in_process=(not redis_url) if in_process is None else in_process,
         max_active_jobs_per_user=_number(
-            env, "COPILOT_MAX_ACTIVE_JOBS_PER_USER", 3, minimum=1, integer=True
+            reader, "COPILOT_MAX_ACTIVE_JOBS_PER_USER", 3, minimum=1, integer=True
         ),
-        heartbeat_seconds=_number(env, "COPILOT_HEARTBEAT_SECONDS", 15, minimum=0.01),
-        stream_max_seconds=_number(env, "COPILOT_STREAM_MAX_SECONDS", 240, minimum=0.1),
-        log_level=_text(env, "LOG_LEVEL", "INFO").upper(),
+        heartbeat_seconds=_number(reader, "COPILOT_HEARTBEAT_SECONDS", 15, minimum=0.01),
+        stream_max_seconds=_number(reader, "COPILOT_STREAM_MAX_SECONDS", 240, minimum=0.1),
+        log_level=reader.str("LOG_LEVEL", default="INFO").upper(),
     )
     if config.agent_generator_poll_max_interval < config.agent_generator_poll_interval:
         raise ConfigError(
             "AGENT_GENERATOR_POLL_MAX_INTERVAL must be at least AGENT_GENERATOR_POLL_INTERVAL."
         )
-    if config.log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-        raise ConfigError(f"LOG_LEVEL={config.log_level!r} is not DEBUG, INFO, WARNING or ERROR.")
+    if config.log_level not in _LOG_LEVELS:
+        raise ConfigError(
+            f"LOG_LEVEL={config.log_level!r} is not DEBUG, INFO, WARNING, ERROR or CRITICAL."
+        )
     return config
