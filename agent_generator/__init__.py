@@ -10,7 +10,7 @@ Knows nothing of Django. The pieces, one concern each:
 - ``answers``: HTTP answers and httpx errors mapped to that tree.
 - ``reference``: a reference Agent Generator service for tests, demos and benchmarks.
 
-The wire contract is ``/work/shared/agent-generator-protocol.md``.
+The wire contract is ``docs/agent-generator-protocol.md``.
 """
 
 from agent_generator.client import AgentGeneratorClient

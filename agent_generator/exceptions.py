@@ -1,7 +1,7 @@
 """Every way a call to the Agent Generator can fail, as one exception tree.
 
 Each failure carries an ``error_type`` string from the protocol's table
-(``/work/shared/agent-generator-protocol.md``), which the portal stores and shows::
+(``docs/agent-generator-protocol.md``), which the portal stores and shows::
 
     Exception
     ├── AgentGeneratorError(message, *, error_type)     base of everything below

@@ -1,6 +1,6 @@
 """The reference Agent Generator as a raw ASGI 3 application (no framework).
 
-Routes are the protocol's endpoints (see ``/work/shared/agent-generator-protocol.md``);
+Routes are the protocol's endpoints (see ``docs/agent-generator-protocol.md``);
 :class:`ReferenceApp` parses the request, calls the store, jobs and generator modules,
 and answers JSON. Faults are described in the package docstring.
 """
