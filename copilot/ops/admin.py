@@ -6,9 +6,6 @@ read-only; the only changes it makes are the Retry and Cancel actions, through t
 
 from __future__ import annotations
 
-import json
-from datetime import timedelta
-
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
@@ -19,23 +16,15 @@ from django.utils.html import format_html
 from copilot.jobs import services
 from copilot.jobs.exceptions import CopilotError
 from copilot.jobs.models import ApiToken, GenerationJob, JobEvent
+from copilot.web.display import format_elapsed, pretty_json
 
 
-def pretty_json(value: object) -> str:
+def json_pre(value: object) -> str:
     """JSON in a <pre>, escaped: upstream and user text is shown as text, never as HTML."""
     if value in (None, {}, []):
         return "—"
-    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+    text = pretty_json(value, sort_keys=True)
     return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text)
-
-
-def format_elapsed(value: timedelta | None) -> str:
-    if value is None:
-        return "—"
-    seconds = int(value.total_seconds())
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02}:{seconds:02}" if hours else f"{minutes}:{seconds:02}"
 
 
 class ReadOnlyMixin:
@@ -63,7 +52,7 @@ class JobEventInline(ReadOnlyMixin, admin.TabularInline):
 
     @admin.display(description="data")
     def pretty_data(self, event: JobEvent) -> str:
-        return pretty_json(event.data)
+        return json_pre(event.data)
 
 
 @admin.register(GenerationJob)
@@ -93,15 +82,15 @@ class GenerationJobAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="request")
     def pretty_request(self, job: GenerationJob) -> str:
-        return pretty_json(job.request)
+        return json_pre(job.request)
 
     @admin.display(description="progress")
     def pretty_progress(self, job: GenerationJob) -> str:
-        return pretty_json(job.progress)
+        return json_pre(job.progress)
 
     @admin.display(description="result")
     def pretty_result(self, job: GenerationJob) -> str:
-        return pretty_json(job.result)
+        return json_pre(job.result)
 
     def _act(self, request: HttpRequest, queryset: QuerySet, *, verb: str, service) -> None:
         done, refused = 0, []

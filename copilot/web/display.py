@@ -6,6 +6,7 @@ Everything here returns plain data; templates escape it (nothing is marked safe)
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from copilot.jobs.job_requests import AGENT_FIELD, TEXT_FIELD
@@ -124,6 +125,19 @@ def agent_diagram(agent: dict[str, Any]) -> dict[str, Any]:
     return {"nodes": nodes, "links": links}
 
 
-def pretty_json(value: object) -> str:
-    """Indented JSON text for a <pre> (escaped by the template)."""
-    return json.dumps(value, indent=2, ensure_ascii=False)
+def pretty_json(value: object, *, sort_keys: bool = False) -> str:
+    """Indented JSON text for a <pre>; the caller escapes it (a template, or ``format_html``).
+
+    Keys keep their order unless ``sort_keys`` (the admin sorts them); non-ASCII stays as is.
+    """
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=sort_keys)
+
+
+def format_elapsed(value: timedelta | None) -> str:
+    """A duration as ``M:SS`` (or ``H:MM:SS`` from one hour), ``—`` when there is none."""
+    if value is None:
+        return "—"
+    seconds = int(value.total_seconds())
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02}:{seconds:02}" if hours else f"{minutes}:{seconds:02}"

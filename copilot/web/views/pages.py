@@ -30,7 +30,6 @@ from copilot.jobs.job_requests import MAX_TEXT_CHARS
 from copilot.jobs.models import GenerationJob
 from copilot.jobs.presenters import event_line
 from copilot.jobs.selectors import job_get
-from copilot.ops.admin import format_elapsed
 from copilot.web import display
 from copilot.web.forms import AnswerForm, JobFilterForm, NewJobForm
 
@@ -67,7 +66,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
     rows = [
-        {"job": job, "goal": display.job_goal(job), "elapsed": format_elapsed(job.elapsed)}
+        {"job": job, "goal": display.job_goal(job), "elapsed": display.format_elapsed(job.elapsed)}
         for job in page
     ]
     return render(
@@ -146,7 +145,7 @@ def _render_job(
         ],
         "percent": percent if isinstance(percent, int | float) else None,
         "phase": progress.get("phase") or "",
-        "elapsed": format_elapsed(job.elapsed),
+        "elapsed": display.format_elapsed(job.elapsed),
         "can_stop": not job.is_terminal and job.cancel_requested_at is None,
         "can_retry": job.is_retryable,
         "failure": display.error_sentence(job.error_type) if job.is_retryable else "",
