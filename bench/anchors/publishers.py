@@ -35,8 +35,8 @@ def portal_publish(key: str, *, keep_connection: bool = False) -> float:
     """
     from django.db import close_old_connections
 
+    from copilot.jobs.events import event_append
     from copilot.jobs.messaging import event_publish
-    from copilot.jobs.services import event_append
 
     stamp = time.monotonic()
     data = {"status": "running", "terminal": False, "bt": stamp}

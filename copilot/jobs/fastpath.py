@@ -1,4 +1,4 @@
-"""Appending an event in ONE statement on PostgreSQL: the runner's hot path.
+"""Event writes in ONE statement on PostgreSQL: the runner's hot path.
 
 A runner following 2,000 jobs logs a few hundred progress and status events a second. Through
 the ORM each one costs five round trips (``BEGIN``, ``SELECT … FOR UPDATE``, ``INSERT``,
@@ -10,17 +10,20 @@ autocommit::
                  RETURNING id, last_event_seq)
     INSERT INTO event (job, seq, …) SELECT … FROM job RETURNING id
 
-The ``UPDATE`` takes the job's row lock, exactly as ``SELECT … FOR UPDATE`` does in
-:mod:`copilot.jobs.services`, so ``seq`` stays gap-free with any number of writers; under READ
-COMMITTED a writer that waited for the lock re-reads the row and numbers after the winner.
+The ``UPDATE`` takes the job's row lock, exactly as ``SELECT … FOR UPDATE`` does on the ORM
+path (:func:`copilot.jobs.events.job_locked`), so ``seq`` stays gap-free with any number of
+writers; under READ COMMITTED a writer that waited for the lock re-reads the row and numbers
+after the winner.
 
-A status change (:func:`transition_update`) is one statement too: it locks the row in a
-first ``SELECT … FOR UPDATE``, so that the event can name the status it left.
+A status change (:func:`transition_update`, for :mod:`copilot.jobs.transitions`) is the same
+statement. It is guarded by the status and attempt of the caller's copy of the job, so the
+status it leaves is known before it runs; the caller passes the new field values and the
+event's data ready-made, and the statement only stores them.
 
 When a statement changes nothing (unknown job, lease lost, a status that does not allow the
-change) it returns ``None`` and the caller takes the ORM path, which raises the precise
-error, or writes if the row changed in between. Other databases (SQLite) always take the
-ORM path.
+change, a row that moved on) it returns ``None`` and the caller takes the ORM path, which
+raises the precise error, or writes if the row allows it after all. Other databases (SQLite)
+always take the ORM path.
 """
 
 from __future__ import annotations
@@ -50,15 +53,24 @@ def _value(meta, name: str, python_value: Any) -> Any:
 
 
 def _job_guard(
-    *, pk: uuid.UUID, statuses: list[str], lease_owner: str | None, now: datetime
+    *,
+    pk: uuid.UUID,
+    statuses: list[str],
+    lease_owner: str | None,
+    now: datetime,
+    attempt: int | None = None,
 ) -> tuple[str, list[Any]]:
-    """The WHERE that lets a write happen: this job, one of ``statuses``, the lease held."""
+    """The WHERE that lets a write happen: this job, one of ``statuses``, the lease held (and
+    this ``attempt``, when given)."""
     job = GenerationJob._meta
     where = [
         f"{_column(job, 'id')} = %s",
         f"{_column(job, 'status')} IN ({', '.join(['%s'] * len(statuses))})",
     ]
     params: list[Any] = [_value(job, "id", pk), *statuses]
+    if attempt is not None:
+        where.append(f"{_column(job, 'attempt')} = %s")
+        params.append(attempt)
     if lease_owner is not None:
         where.append(f"{_column(job, 'lease_owner')} = %s")
         where.append(f"{_column(job, 'lease_expires_at')} > %s")
@@ -142,76 +154,65 @@ def event_insert(
 
 def transition_update(
     *,
-    job_id: uuid.UUID | str,
-    to: str,
-    sources: Iterable[str],
+    job: GenerationJob,
     lease_owner: str | None,
     assignments: Mapping[str, Any],
-    started_at_default: datetime | None,
+    if_unset: Mapping[str, Any],
     event_type: str,
     event_data: Mapping[str, Any],
     now: datetime,
-) -> tuple[GenerationJob, JobEvent, str] | None:
-    """Move the job to ``to`` if its status is in ``sources`` (and the lease holds), set
-    ``assignments`` (field -> value; ``started_at`` to ``started_at_default`` where it is
-    unset, when given) and log the change, in one statement.
+) -> tuple[GenerationJob, JobEvent] | None:
+    """Write a transition of ``job`` in one statement, if the row still has ``job``'s status
+    and attempt (and ``lease_owner`` still holds it, when given).
 
-    The event's data is ``{"status", "previous", "attempt"}`` from the row, updated with
-    ``event_data``, as :func:`copilot.jobs.services.job_transition` builds it. Returns the job
-    as now stored, the event and the previous status; None when nothing was written or the
-    database is not PostgreSQL.
+    Sets ``assignments`` (field -> value), sets ``if_unset`` where the row has NULL, and
+    appends the next event: ``event_type`` with ``event_data``, stored as given. Returns the
+    job as now stored and the event; None when nothing was written or the database is not
+    PostgreSQL.
     """
-    pk = _job_pk(job_id)
-    sources = list(sources)
-    if pk is None or not sources or not available():
-        # (No status leads to `to`: the ORM path says so, with IllegalTransition.)
+    pk = _job_pk(job.pk)
+    if pk is None or not available():
         return None
     job_meta, event_meta = GenerationJob._meta, JobEvent._meta
-    table = connection.ops.quote_name(job_meta.db_table)
-    job_id_column = _column(job_meta, "id")
     seq = _column(job_meta, "last_event_seq")
-    sets = [f"{_column(job_meta, 'status')} = %s", f"{seq} = j.{seq} + 1"]
-    set_params: list[Any] = [to]
+    sets = [f"{seq} = {seq} + 1"]
+    set_params: list[Any] = []
     for name, python_value in {**assignments, "updated_at": now}.items():
         sets.append(f"{_column(job_meta, name)} = %s")
         set_params.append(_value(job_meta, name, python_value))
-    if started_at_default is not None and "started_at" not in assignments:
-        started = _column(job_meta, "started_at")
-        sets.append(f"{started} = COALESCE(j.{started}, %s)")
-        set_params.append(_value(job_meta, "started_at", started_at_default))
-    where, where_params = _job_guard(pk=pk, statuses=sources, lease_owner=lease_owner, now=now)
+    for name, python_value in if_unset.items():
+        column = _column(job_meta, name)
+        sets.append(f"{column} = COALESCE({column}, %s)")
+        set_params.append(_value(job_meta, name, python_value))
+    where, where_params = _job_guard(
+        pk=pk, statuses=[job.status], attempt=job.attempt, lease_owner=lease_owner, now=now
+    )
     sql = (
-        f"WITH old AS (SELECT {job_id_column} AS id, {_column(job_meta, 'status')} AS status "
-        f"FROM {table} WHERE {where} FOR UPDATE), "
-        f"job AS (UPDATE {table} AS j SET {', '.join(sets)} FROM old "
-        f"WHERE j.{job_id_column} = old.id RETURNING j.*, old.status AS copilot_previous), "
+        f"WITH job AS (UPDATE {connection.ops.quote_name(job_meta.db_table)} "
+        f"SET {', '.join(sets)} WHERE {where} RETURNING *), "
         f"event AS (INSERT INTO {connection.ops.quote_name(event_meta.db_table)} "
-        f"({_event_columns()}) SELECT job.{job_id_column}, job.{seq}, %s, "
-        "jsonb_build_object('status', %s, 'previous', job.copilot_previous, "
-        f"'attempt', job.{_column(job_meta, 'attempt')}) || CAST(%s AS jsonb), %s FROM job "
-        f"RETURNING {_column(event_meta, 'id')} AS id) "
+        f"({_event_columns()}) SELECT job.{_column(job_meta, 'id')}, job.{seq}, %s, %s, %s "
+        f"FROM job RETURNING {_column(event_meta, 'id')} AS id) "
         "SELECT job.*, event.id AS copilot_event_id FROM job, event"
     )
     params = [
-        *where_params,
         *set_params,
+        *where_params,
         event_type,
-        to,
         _value(event_meta, "data", dict(event_data)),
         _value(event_meta, "created_at", now),
     ]
     rows = list(GenerationJob.objects.raw(sql, params))
     if not rows:
         return None
-    job = rows[0]
-    previous = job.copilot_previous
-    data = {"status": to, "previous": previous, "attempt": job.attempt, **event_data}
+    stored = rows[0]
     event = _stored_event(
-        id=job.copilot_event_id,
-        job_id=job.pk,
-        seq=job.last_event_seq,
+        id=stored.copilot_event_id,
+        job_id=stored.pk,
+        seq=stored.last_event_seq,
         type=event_type,
-        data=data,
+        data=dict(event_data),
         created_at=now,
     )
-    return job, event, previous
+    del stored.copilot_event_id
+    return stored, event

@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from copilot.jobs.models import GenerationJob
-
-
-def _claimable(now: datetime) -> Q:
-    return Q(lease_owner="") | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
 
 
 def jobs_claim(
@@ -41,8 +36,8 @@ def jobs_claim(
     expires = now + timedelta(seconds=lease_seconds)
     with transaction.atomic():
         updated = (
-            GenerationJob.objects.active()
-            .filter(_claimable(now), pk__in=ids)
+            GenerationJob.objects.stale(now=now)
+            .filter(pk__in=ids)
             .update(lease_owner=owner, lease_expires_at=expires)
         )
         if not updated:

@@ -1,7 +1,11 @@
-"""Pushing job events through the channel layer.
+"""The seam between the floors: publish a job's event, wake a runner.
+
+Services call it after a write commits; the runner and the stream listen on the names it
+defines (the runner channel, a group per job, the prefix of the stream hubs' channels). It
+imports nothing from the rest of the portal, so any floor may use it.
 
 The event is already committed to the database when it is published, so a lost or failed
-publish only delays a reader until it replays the log (streams) or scans (runners).
+message only delays a reader until it replays the log (streams) or scans (runners).
 """
 
 from __future__ import annotations
@@ -15,7 +19,13 @@ from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
+#: The channel every runner listens on for ``job.run`` (``runworker agent-generator``, and
+#: the runner inside a web process or ``submit_job --wait``).
 RUNNER_CHANNEL = "agent-generator"
+
+#: Channel-name prefix of each web process's stream hub (:mod:`copilot.stream.hub`): one
+#: channel carries the events of every job that process streams (``config`` sizes it).
+FANOUT_CHANNEL_PREFIX = "copilot-fanout"
 
 
 def job_group(job_id: uuid.UUID | str) -> str:
@@ -39,17 +49,8 @@ async def event_publish(*, job_id: uuid.UUID | str, event: dict) -> None:
 
 
 async def runner_wake(*, job_id: uuid.UUID | str) -> None:
-    """Ask a runner to run the job now (``job.run``); a lost message costs one scan, no more.
-
-    A runner in this process is woken directly; otherwise the message goes to the
-    ``agent-generator`` channel, where any ``runworker`` process may take it.
-    """
-    from copilot.runner.runner import local_runner
-
-    runner = local_runner()
-    if runner is not None:
-        runner.wake(job_id)
-        return
+    """Ask a runner to run the job now (``job.run`` on the runner channel, where whichever
+    runner listens takes it); a lost message costs one scan, no more."""
     layer = get_channel_layer()
     if layer is None:
         return

@@ -26,12 +26,16 @@ class JobQuerySet(models.QuerySet["GenerationJob"]):
         """Jobs in a terminal state."""
         return self.filter(status__in=GenerationJob.TERMINAL_STATUSES)
 
-    def stale(self, *, now: datetime | None = None) -> JobQuerySet:
-        """Active jobs no runner holds: never claimed, released, or whose lease expired."""
+    def claimable(self, *, now: datetime | None = None) -> JobQuerySet:
+        """Jobs whose lease is free to take at ``now``: never claimed, released, or expired."""
         now = now or timezone.now()
-        return self.active().filter(
+        return self.filter(
             Q(lease_owner="") | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
         )
+
+    def stale(self, *, now: datetime | None = None) -> JobQuerySet:
+        """Active jobs no runner holds: never claimed, released, or whose lease expired."""
+        return self.active().claimable(now=now)
 
     def owned_by(self, user) -> JobQuerySet:
         """The jobs a user may see: their own, or every job for staff."""
@@ -126,17 +130,13 @@ class GenerationJob(models.Model):
             return None
         return (self.finished_at or timezone.now()) - start
 
-    @property
-    def group_name(self) -> str:
-        """The channel-layer group that carries this job's events."""
-        return f"job.{self.id.hex}"
-
 
 class JobEvent(models.Model):
     """One entry of a job's append-only event log; ``seq`` runs 1, 2, 3… per job, no gaps.
 
     This log is what a reconnecting browser replays, so events are only ever appended through
-    :func:`copilot.jobs.services.event_append`, which numbers them under a row lock of the job.
+    :mod:`copilot.jobs.events` and :mod:`copilot.jobs.transitions`, which number them under a
+    row lock of the job.
     """
 
     class Type(models.TextChoices):

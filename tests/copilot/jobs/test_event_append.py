@@ -1,8 +1,8 @@
 """Appending events: the same answers on every database, one statement on PostgreSQL.
 
-On PostgreSQL ``event_append`` and ``job_progress`` write in one statement
-(:mod:`copilot.jobs.fastpath`); where that statement writes nothing they fall back to the ORM path,
-which raises the precise error. These tests run in both passes (``alldb``).
+On PostgreSQL ``event_append``, ``job_progress`` and the named transitions write in one
+statement (:mod:`copilot.jobs.fastpath`); where that statement writes nothing they fall back to
+the ORM path, which raises the precise error. These tests run in both passes (``alldb``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from copilot.jobs import services
+from copilot.jobs import events, services, transitions
 from copilot.jobs.exceptions import IllegalTransition, JobNotFound, LeaseLost
 from copilot.jobs.models import GenerationJob, JobEvent
 
@@ -27,8 +27,8 @@ def running_job(user, *, owner: str = "runner-a") -> GenerationJob:
     job = services.job_submit(
         user=user, kind="decompose", payload={"description": "Email me the weather every day"}
     )
-    services.job_transition(job_id=job.id, to=Status.SUBMITTING)
-    services.job_transition(job_id=job.id, to=Status.RUNNING, upstream_job_id="up-1")
+    job = transitions.job_mark_submitting(job=job).job
+    transitions.job_mark_running(job=job, upstream_job_id="up-1")
     GenerationJob.objects.filter(pk=job.pk).update(
         lease_owner=owner, lease_expires_at=timezone.now() + timedelta(seconds=60)
     )
@@ -39,7 +39,7 @@ def running_job(user, *, owner: str = "runner-a") -> GenerationJob:
 def test_progress_is_stored_on_the_row_and_in_the_log(user):
     job = running_job(user)
     before = job.updated_at
-    event = services.job_progress(
+    event = events.job_progress(
         job_id=job.id, percent=40, phase="matching blocks", lease_owner="runner-a"
     )
     job.refresh_from_db()
@@ -58,25 +58,26 @@ def test_a_first_submit_starts_the_clock_and_a_resumed_one_keeps_it(user):
     job = services.job_submit(
         user=user, kind="decompose", payload={"description": "Email me the weather every day"}
     )
-    submitting, event = services.job_transition(job_id=job.id, to=Status.SUBMITTING)
-    assert submitting.started_at is not None
+    change = transitions.job_mark_submitting(job=job)
+    submitting, event = change.job, change.event
+    assert submitting.started_at is not None and change.previous == "queued"
     assert event.data == {
         "status": "submitting",
         "previous": "queued",
         "attempt": 1,
         "terminal": False,
     }
-    services.job_transition(job_id=job.id, to=Status.FAILED, error_type="x", error_message="y")
+    transitions.job_fail(job=submitting, error_type="x", error_message="y")
     job.refresh_from_db()
     assert (job.status, job.finished_at is not None, job.error_type) == ("failed", True, "x")
 
 
 def test_an_event_is_numbered_after_the_last_one(user):
     job = running_job(user)
-    first = services.event_append(
+    first = events.event_append(
         job_id=job.id, type="status", data={"upstream_status": "pending"}, lease_owner="runner-a"
     )
-    second = services.event_append(job_id=job.id, type="status", data={"upstream_status": "x"})
+    second = events.event_append(job_id=job.id, type="status", data={"upstream_status": "x"})
     assert (first.seq, second.seq) == (4, 5)
     assert list(job.events.values_list("seq", flat=True)) == [1, 2, 3, 4, 5]
     job.refresh_from_db()
@@ -86,11 +87,11 @@ def test_an_event_is_numbered_after_the_last_one(user):
 def test_a_runner_whose_lease_was_taken_writes_nothing(user):
     job = running_job(user, owner="runner-b")
     with pytest.raises(LeaseLost):
-        services.job_transition(job_id=job.id, to=Status.COMPLETED, lease_owner="runner-a")
+        transitions.job_complete(job=job, result={"type": "x"}, lease_owner="runner-a")
     with pytest.raises(LeaseLost):
-        services.job_progress(job_id=job.id, percent=10, phase="x", lease_owner="runner-a")
+        events.job_progress(job_id=job.id, percent=10, phase="x", lease_owner="runner-a")
     with pytest.raises(LeaseLost):
-        services.event_append(job_id=job.id, type="status", data={}, lease_owner="runner-a")
+        events.event_append(job_id=job.id, type="status", data={}, lease_owner="runner-a")
     job.refresh_from_db()
     assert (job.last_event_seq, job.progress) == (3, {})
     assert job.events.count() == 3
@@ -102,36 +103,47 @@ def test_an_expired_lease_writes_nothing(user):
         lease_expires_at=timezone.now() - timedelta(seconds=1)
     )
     with pytest.raises(LeaseLost):
-        services.job_progress(job_id=job.id, percent=10, phase="x", lease_owner="runner-a")
+        events.job_progress(job_id=job.id, percent=10, phase="x", lease_owner="runner-a")
+    with pytest.raises(LeaseLost):
+        transitions.job_fail(job=job, error_type="x", error_message="y", lease_owner="runner-a")
     assert job.events.count() == 3
 
 
-@pytest.mark.parametrize("to", [Status.QUEUED, Status.SUBMITTING, "bogus"])
-def test_a_change_the_state_machine_forbids_writes_nothing(user, to):
+@pytest.mark.parametrize(
+    "transition",
+    [
+        lambda job: transitions.job_requeue(job=job, by="alice"),
+        lambda job: transitions.job_mark_submitting(job=job),
+        lambda job: transitions.job_mark_running(job=job, upstream_job_id="up-2"),
+    ],
+    ids=["requeue", "mark_submitting", "mark_running"],
+)
+def test_a_change_the_state_machine_forbids_writes_nothing(user, transition):
     job = running_job(user)
     with pytest.raises(IllegalTransition):
-        services.job_transition(job_id=job.id, to=to)
+        transition(job)
     job.refresh_from_db()
     assert (job.status, job.last_event_seq) == (Status.RUNNING, 3)
 
 
 def test_progress_on_an_ended_job_is_refused(user):
     job = running_job(user)
-    services.job_transition(job_id=job.id, to=Status.CANCELLED)
+    transitions.job_cancel_confirmed(job=job, error_message="stop")
     with pytest.raises(IllegalTransition):
-        services.job_progress(job_id=job.id, percent=10, phase="late")
+        events.job_progress(job_id=job.id, percent=10, phase="late")
     job.refresh_from_db()
     assert job.last_event_seq == job.events.count() == 4
 
 
 @pytest.mark.parametrize("job_id", [uuid.uuid4(), "not-a-uuid"])
 def test_an_unknown_job_is_not_found(user, job_id):
+    unknown = GenerationJob(pk=job_id, owner=user, kind="decompose")  # a copy of no stored job
     with pytest.raises(JobNotFound):
-        services.job_transition(job_id=job_id, to=Status.CANCELLED)
+        transitions.job_cancel_confirmed(job=unknown, error_message="stop")
     with pytest.raises(JobNotFound):
-        services.job_progress(job_id=job_id, percent=1, phase="x")
+        events.job_progress(job_id=job_id, percent=1, phase="x")
     with pytest.raises(JobNotFound):
-        services.event_append(job_id=job_id, type="status", data={})
+        events.event_append(job_id=job_id, type="status", data={})
     assert JobEvent.objects.count() == 0
 
 
@@ -139,13 +151,14 @@ def test_an_unknown_job_is_not_found(user, job_id):
 def test_on_postgresql_a_status_change_is_one_statement(user):
     job = running_job(user)
     with CaptureQueriesContext(connection) as queries:
-        job_after, event = services.job_transition(
-            job_id=job.id,
-            to=Status.COMPLETED,
-            lease_owner="runner-a",
-            result={"type": "vague_goal", "suggested_goal": "x"},
+        change = transitions.job_complete(
+            job=job, lease_owner="runner-a", result={"type": "vague_goal", "suggested_goal": "x"}
         )
+    job_after, event = change.job, change.event
     assert len(queries) == 1, [q["sql"] for q in queries]
+    # The event's data is built once, in Python, and stored as one value.
+    assert "jsonb_build_object" not in queries[0]["sql"]
+    assert change.previous == Status.RUNNING
     stored = GenerationJob.objects.get(pk=job.pk)
     for fetched in (job_after, stored):
         assert (fetched.status, fetched.last_event_seq, fetched.lease_owner) == (
@@ -171,7 +184,7 @@ def test_on_postgresql_a_status_change_is_one_statement(user):
 def test_on_postgresql_a_progress_step_is_one_statement(user):
     job = running_job(user)
     with CaptureQueriesContext(connection) as queries:
-        services.job_progress(job_id=job.id, percent=50, phase="wiring", lease_owner="runner-a")
-        services.event_append(job_id=job.id, type="status", data={}, lease_owner="runner-a")
+        events.job_progress(job_id=job.id, percent=50, phase="wiring", lease_owner="runner-a")
+        events.event_append(job_id=job.id, type="status", data={}, lease_owner="runner-a")
     assert len(queries) == 2, [q["sql"] for q in queries]
     assert all(q["sql"].startswith("WITH job AS (UPDATE") for q in queries)

@@ -8,7 +8,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connection
 
-from copilot.jobs import services
+from copilot.jobs import events, services
 from copilot.jobs.models import GenerationJob, JobEvent
 
 WRITERS = 8
@@ -18,7 +18,7 @@ EVENTS_PER_WRITER = 15
 def _append_many(job_id, writer: int) -> None:
     try:
         for n in range(EVENTS_PER_WRITER):
-            services.event_append(
+            events.event_append(
                 job_id=job_id, type="progress", data={"writer": writer, "n": n}, publish=False
             )
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 
-from copilot.jobs import services
+from copilot.jobs import events, services, transitions
 from copilot.jobs.exceptions import IllegalTransition, InvalidJobRequest, JobLimitReached, LeaseLost
 from copilot.jobs.models import GenerationJob, JobEvent
 
@@ -15,6 +15,22 @@ pytestmark = pytest.mark.django_db
 
 def submit(user, description="Every morning, fetch the news and email me a summary"):
     return services.job_submit(user=user, kind="decompose", payload={"description": description})
+
+
+#: Each status, reached by its named transition with the least it needs.
+MOVES = {
+    Status.SUBMITTING: lambda job: transitions.job_mark_submitting(job=job),
+    Status.RUNNING: lambda job: transitions.job_mark_running(job=job, upstream_job_id="up-1"),
+    Status.COMPLETED: lambda job: transitions.job_complete(job=job, result={"type": "x"}),
+    Status.FAILED: lambda job: transitions.job_fail(job=job, error_type="x", error_message="y"),
+    Status.TIMED_OUT: lambda job: transitions.job_time_out(job=job, error_message="late"),
+    Status.CANCELLED: lambda job: transitions.job_cancel_confirmed(job=job, error_message="stop"),
+    Status.QUEUED: lambda job: transitions.job_requeue(job=job, by="alice"),
+}
+
+
+def move(job: GenerationJob, to: str) -> GenerationJob:
+    return MOVES[to](job).job
 
 
 @pytest.mark.alldb
@@ -30,18 +46,16 @@ def test_a_job_and_its_events_are_stored(user):
     assert job.status == Status.QUEUED
     assert job.request == {"description": "Every morning, fetch the news and email me a summary"}
     assert job.attempt == 1
-    services.job_transition(job_id=job.id, to=Status.SUBMITTING)
-    services.job_transition(job_id=job.id, to=Status.RUNNING, upstream_job_id="up-1")
-    services.job_progress(job_id=job.id, percent=40, phase="matching blocks")
-    services.job_transition(
-        job_id=job.id, to=Status.COMPLETED, result={"type": "vague_goal", "suggested_goal": "x"}
-    )
+    job = transitions.job_mark_submitting(job=job).job
+    job = transitions.job_mark_running(job=job, upstream_job_id="up-1").job
+    events.job_progress(job_id=job.id, percent=40, phase="matching blocks")
+    transitions.job_complete(job=job, result={"type": "vague_goal", "suggested_goal": "x"})
     job.refresh_from_db()
     assert job.status == Status.COMPLETED
     assert job.is_terminal and job.finished_at and job.started_at
     assert job.elapsed is not None and job.elapsed.total_seconds() >= 0
-    events = list(job.events.values_list("seq", "type"))
-    assert events == [(1, "status"), (2, "status"), (3, "status"), (4, "progress"), (5, "result")]
+    logged = list(job.events.values_list("seq", "type"))
+    assert logged == [(1, "status"), (2, "status"), (3, "status"), (4, "progress"), (5, "result")]
     assert job.last_event_seq == 5
     assert job.events.get(seq=5).data["terminal"] is True
     assert GenerationJob.objects.finished().filter(pk=job.pk).exists()
@@ -64,11 +78,11 @@ def test_a_job_and_its_events_are_stored(user):
 def test_illegal_transitions_are_refused_and_change_nothing(user, path, illegal):
     job = submit(user)
     for status in path:
-        services.job_transition(job_id=job.id, to=status)
+        job = move(job, status)
     job.refresh_from_db()
     before = (job.status, job.last_event_seq, job.updated_at)
     with pytest.raises(IllegalTransition):
-        services.job_transition(job_id=job.id, to=illegal)
+        move(job, illegal)
     job.refresh_from_db()
     assert (job.status, job.last_event_seq, job.updated_at) == before
     assert job.events.count() == job.last_event_seq
@@ -77,16 +91,16 @@ def test_illegal_transitions_are_refused_and_change_nothing(user, path, illegal)
 @pytest.mark.alldb
 def test_progress_on_a_finished_job_is_refused(user):
     job = submit(user)
-    services.job_transition(job_id=job.id, to=Status.CANCELLED)
+    move(job, Status.CANCELLED)
     with pytest.raises(IllegalTransition):
-        services.job_progress(job_id=job.id, percent=10, phase="late")
+        events.job_progress(job_id=job.id, percent=10, phase="late")
 
 
 @pytest.mark.alldb
 def test_a_write_without_the_lease_is_refused(user):
     job = submit(user)
     with pytest.raises(LeaseLost):
-        services.job_transition(job_id=job.id, to=Status.SUBMITTING, lease_owner="runner-x")
+        transitions.job_mark_submitting(job=job, lease_owner="runner-x")
     job.refresh_from_db()
     assert job.status == Status.QUEUED
 
@@ -96,7 +110,7 @@ def test_querysets_name_states(user):
 
     queued = submit(user, "Fetch the weather every day and post it to Slack")
     running = submit(user, "Read my spreadsheet and email a summary to me@example.com")
-    services.job_transition(job_id=running.id, to=Status.SUBMITTING)
+    move(running, Status.SUBMITTING)
     GenerationJob.objects.filter(pk=running.pk).update(
         lease_owner="r1", lease_expires_at=timezone.now() + timezone.timedelta(seconds=60)
     )
@@ -147,11 +161,9 @@ def test_active_jobs_per_user_are_capped(user, other_user, settings):
 
 def test_retry_starts_a_new_attempt_and_keeps_the_history(user):
     job = submit(user)
-    services.job_transition(job_id=job.id, to=Status.SUBMITTING)
-    services.job_transition(job_id=job.id, to=Status.RUNNING, upstream_job_id="up-1")
-    services.job_transition(
-        job_id=job.id, to=Status.FAILED, error_type="job_failed", error_message="boom"
-    )
+    job = transitions.job_mark_submitting(job=job).job
+    job = transitions.job_mark_running(job=job, upstream_job_id="up-1").job
+    transitions.job_fail(job=job, error_type="job_failed", error_message="boom")
     job = services.job_retry(job_id=job.id, by=user)
     assert (job.status, job.attempt, job.upstream_job_id, job.error_type) == (
         Status.QUEUED,
@@ -186,8 +198,8 @@ def test_cancel_of_a_queued_job_ends_it_at_once(user):
 
 def test_cancel_of_a_running_job_asks_its_runner(user):
     job = submit(user)
-    services.job_transition(job_id=job.id, to=Status.SUBMITTING)
-    services.job_transition(job_id=job.id, to=Status.RUNNING, upstream_job_id="up-1")
+    job = transitions.job_mark_submitting(job=job).job
+    transitions.job_mark_running(job=job, upstream_job_id="up-1")
     job = services.job_cancel(job_id=job.id, by=user)
     assert job.status == Status.RUNNING and job.cancel_requested_at is not None
     assert job.events.last().type == "cancel_requested"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from copilot.jobs import services
-from copilot.jobs.models import GenerationJob
+from copilot.jobs import services, transitions
 
 pytestmark = pytest.mark.django_db
 
@@ -18,10 +17,8 @@ def job(user):
         kind="decompose",
         payload={"description": "Summarise <script>alert(1)</script> news daily"},
     )
-    services.job_transition(job_id=job.id, to=GenerationJob.Status.SUBMITTING)
-    services.job_transition(
-        job_id=job.id, to=GenerationJob.Status.FAILED, error_type="rate_limit", error_message="429"
-    )
+    submitting = transitions.job_mark_submitting(job=job).job
+    transitions.job_fail(job=submitting, error_type="rate_limit", error_message="429")
     return job
 
 

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from copilot.jobs import services
+from copilot.jobs import services, transitions
 from copilot.jobs.models import GenerationJob, JobEvent
 from tests.support.live import free_port, run_server
 from tests.support.portal import ROOT, portal_env
@@ -29,6 +29,17 @@ def run(*args: str) -> tuple[str, str]:
     return out.getvalue(), err.getvalue()
 
 
+#: How make_job reaches each status: the named transition, with the least it needs.
+STEPS = {
+    Status.SUBMITTING: lambda job: transitions.job_mark_submitting(job=job),
+    Status.RUNNING: lambda job: transitions.job_mark_running(job=job, upstream_job_id="up-1"),
+    Status.COMPLETED: lambda job: transitions.job_complete(job=job, result={"type": "x"}),
+    Status.FAILED: lambda job: transitions.job_fail(job=job, error_type="x", error_message="y"),
+    Status.TIMED_OUT: lambda job: transitions.job_time_out(job=job, error_message="late"),
+    Status.CANCELLED: lambda job: transitions.job_cancel_confirmed(job=job, error_message="stop"),
+}
+
+
 def make_job(user, *, status: str = Status.QUEUED, **fields) -> GenerationJob:
     job = services.job_submit(user=user, kind="decompose", payload={"description": GOAL})
     path = {
@@ -40,8 +51,7 @@ def make_job(user, *, status: str = Status.QUEUED, **fields) -> GenerationJob:
         Status.CANCELLED: [Status.CANCELLED],
     }[status]
     for step in path:
-        extra = {"upstream_job_id": "up-1"} if step == Status.RUNNING else {}
-        services.job_transition(job_id=job.id, to=step, **extra)
+        job = STEPS[step](job).job
     if fields:
         GenerationJob.objects.filter(pk=job.pk).update(**fields)
     job.refresh_from_db()
@@ -82,6 +92,7 @@ def test_submit_job_creates_a_queued_job(user):
     assert (job.owner, job.kind, job.request) == (user, "decompose", {"description": GOAL})
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_submit_job_wait_follows_the_job_in_this_process(user, settings, live_reference):
     settings.AGENT_GENERATOR_URL = live_reference
@@ -114,6 +125,7 @@ def test_submit_job_wait_follows_the_job_in_this_process(user, settings, live_re
     assert not job.lease_owner  # the command's runner let go
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_submit_job_wait_exits_1_when_the_job_fails(user, settings, failing_reference):
     settings.AGENT_GENERATOR_URL = failing_reference
@@ -163,6 +175,7 @@ def test_submit_job_refuses_agent_json_that_is_not_an_object(user, tmp_path, con
     assert snapshot() == before
 
 
+@pytest.mark.slow
 def test_bad_arguments_get_one_line_and_exit_status_1_from_the_shell():
     result = subprocess.run(
         [sys.executable, "manage.py", "submit_job", "--kind", "summon", "--description", "x"],
@@ -293,6 +306,7 @@ def test_resume_jobs_dry_run_lists_stale_jobs(user):
     )
 
 
+@pytest.mark.slow
 def test_every_command_has_help_a_newcomer_understands():
     for command in ("submit_job", "retry_jobs", "cancel_jobs", "resume_jobs", "prune_jobs"):
         result = subprocess.run(

@@ -12,7 +12,7 @@ from channels.layers import get_channel_layer
 from django.core.asgi import get_asgi_application
 from django.test import Client
 
-from copilot.jobs import services
+from copilot.jobs import events, services, transitions
 from copilot.jobs.messaging import event_message, job_group
 from copilot.jobs.models import GenerationJob
 from copilot.routing import build_application
@@ -38,10 +38,10 @@ def session_cookie(user) -> str:
 @sync_to_async
 def job_with_events(user, *, progress: int = 2) -> GenerationJob:
     job = services.job_submit(user=user, kind="decompose", payload={"description": GOAL})
-    services.job_transition(job_id=job.id, to=Status.SUBMITTING)
-    services.job_transition(job_id=job.id, to=Status.RUNNING, upstream_job_id="up-1")
+    job = transitions.job_mark_submitting(job=job).job
+    transitions.job_mark_running(job=job, upstream_job_id="up-1")
     for n in range(progress):
-        services.job_progress(job_id=job.id, percent=10 * (n + 1), phase=f"phase {n}")
+        events.job_progress(job_id=job.id, percent=10 * (n + 1), phase=f"phase {n}")
     job.refresh_from_db()
     return job
 
@@ -190,17 +190,17 @@ async def test_live_events_follow_the_replay_with_no_gap_or_duplicate(app, user)
         event_message(job_id=job.id, event={"seq": 4, "type": "progress", "data": {"percent": 10}}),
     )
     # ...live events arrive through the layer...
-    await sync_to_async(services.job_progress)(job_id=job.id, percent=50, phase="wiring")  # seq 5
+    await sync_to_async(events.job_progress)(job_id=job.id, percent=50, phase="wiring")  # seq 5
     assert [(e["id"], e["data"]["percent"]) for e in await stream.events(1)] == [("5", 50)]
     # ...and events the layer dropped are read back from the database, in order.
-    await sync_to_async(services.event_append)(
+    await sync_to_async(events.event_append)(
         job_id=job.id, type="progress", data={"percent": 60, "phase": "x"}, publish=False
     )  # seq 6, never published
-    await sync_to_async(services.job_progress)(job_id=job.id, percent=70, phase="y")  # seq 7
+    await sync_to_async(events.job_progress)(job_id=job.id, percent=70, phase="y")  # seq 7
     assert [e["id"] for e in await stream.events(2)] == ["6", "7"]
     # The terminal event ends the response.
-    await sync_to_async(services.job_transition)(
-        job_id=job.id, to=Status.COMPLETED, result={"type": "vague_goal", "suggested_goal": "g"}
+    await sync_to_async(transitions.job_complete)(
+        job=job, result={"type": "vague_goal", "suggested_goal": "g"}
     )
     (last,) = await stream.events(1)
     assert (last["id"], last["event"], last["data"]["terminal"]) == ("8", "result", True)
@@ -230,7 +230,7 @@ async def test_heartbeats_and_planned_rotation(app, user, settings):
 
 async def test_a_finished_job_the_client_has_fully_is_204(app, user):
     job = await job_with_events(user, progress=0)
-    await sync_to_async(services.job_transition)(job_id=job.id, to=Status.CANCELLED)
+    await sync_to_async(transitions.job_cancel_confirmed)(job=job, error_message="stop")
     cookie = await session_cookie(user)
     stream = Stream(app, job_id=job.id, cookie=cookie, headers=[(b"last-event-id", b"4")])
     assert (await stream.open())[0] == 204
@@ -256,7 +256,7 @@ async def test_streams_share_one_subscription_and_leave_nothing_behind(app, user
     await asyncio.sleep(0.05)
     # Five streams of one job: one channel and one group membership for the process, not five.
     assert layer.stats() == {"channels": before["channels"] + 1, "groups": before["groups"] + 1}
-    await sync_to_async(services.job_progress)(job_id=job.id, percent=5, phase="one")
+    await sync_to_async(events.job_progress)(job_id=job.id, percent=5, phase="one")
     for stream in streams:
         assert [e["id"] for e in await stream.events(1)] == ["4"]
     tasks_open = len(asyncio.all_tasks())

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from copilot.jobs import services
+from copilot.jobs import services, transitions
 from copilot.jobs.models import ApiToken, GenerationJob
 from copilot.jobs.presenters import job_as_dict
 
@@ -47,10 +47,8 @@ def submit(user, description: str = GOAL) -> GenerationJob:
 
 
 def fail(job: GenerationJob) -> GenerationJob:
-    services.job_transition(job_id=job.id, to=Status.SUBMITTING)
-    return services.job_transition(
-        job_id=job.id, to=Status.FAILED, error_type="timeout", error_message="slow"
-    )[0]
+    job = transitions.job_mark_submitting(job=job).job
+    return transitions.job_fail(job=job, error_type="timeout", error_message="slow").job
 
 
 # --- auth -----------------------------------------------------------------------------------
@@ -289,7 +287,7 @@ def test_cancel_then_retry(api, user):
 
 def test_cancel_of_a_running_job_is_requested(api, user):
     job = submit(user)
-    services.job_transition(job_id=job.id, to=Status.SUBMITTING)
+    transitions.job_mark_submitting(job=job)
     response = api.post(f"/api/jobs/{job.id}/cancel/")
     assert response.status_code == 200 and response.json()["status"] == "submitting"
     job.refresh_from_db()

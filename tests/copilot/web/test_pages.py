@@ -14,7 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from copilot.jobs import services
+from copilot.jobs import events, services, transitions
 from copilot.jobs.job_requests import MAX_TEXT_CHARS
 from copilot.jobs.models import GenerationJob
 from copilot.web.display import ERROR_SENTENCES
@@ -45,20 +45,19 @@ def submit(user, text: str = GOAL, kind: str = "decompose", **extra) -> Generati
 
 
 def run(job: GenerationJob) -> GenerationJob:
-    services.job_transition(job_id=job.id, to=Status.SUBMITTING)
-    return services.job_transition(job_id=job.id, to=Status.RUNNING, upstream_job_id="up-1")[0]
+    job = transitions.job_mark_submitting(job=job).job
+    return transitions.job_mark_running(job=job, upstream_job_id="up-1").job
 
 
 def complete(job: GenerationJob, result: dict) -> GenerationJob:
-    run(job)
-    return services.job_transition(job_id=job.id, to=Status.COMPLETED, result=result)[0]
+    return transitions.job_complete(job=run(job), result=result).job
 
 
 def fail(job: GenerationJob, error_type: str = "service_unavailable") -> GenerationJob:
-    services.job_transition(job_id=job.id, to=Status.SUBMITTING)
-    return services.job_transition(
-        job_id=job.id, to=Status.FAILED, error_type=error_type, error_message="upstream said no"
-    )[0]
+    job = transitions.job_mark_submitting(job=job).job
+    return transitions.job_fail(
+        job=job, error_type=error_type, error_message="upstream said no"
+    ).job
 
 
 def login(client: Client, user) -> Client:
@@ -349,7 +348,7 @@ def test_state_changes_are_post_only(client, user):
 
 def test_an_active_job_page_follows_the_stream(client, user):
     job = run(submit(user))
-    services.job_progress(job_id=job.id, percent=40, phase="matching blocks")
+    events.job_progress(job_id=job.id, percent=40, phase="matching blocks")
     job.refresh_from_db()
     page = text_of(login(client, user).get(detail_url(job)))
     assert f'data-events-url="/jobs/{job.id}/events"' in page
