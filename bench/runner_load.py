@@ -39,7 +39,6 @@ import resource
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,8 +206,9 @@ async def run_one(*, jobs: int, args: argparse.Namespace) -> RunResult:
     from django.db import connections
 
     from agent_generator import AgentGeneratorClient
-    from copilot import runner as runner_module
     from copilot.jobs.models import JobEvent
+    from copilot.runner import runner as runner_module
+    from copilot.runner.database import thread_count
     from copilot.runner.upstream import poll_policy, ssl_context
 
     port = free_port()
@@ -246,21 +246,12 @@ async def run_one(*, jobs: int, args: argparse.Namespace) -> RunResult:
             # Bench-only override of the runner's jobs per HTTP client (its CLIENT_SHARD_SIZE).
             runner_module.CLIENT_SHARD_SIZE = args.shard_size
         args.shard_size_used = getattr(runner_module, "CLIENT_SHARD_SIZE", jobs)
-        runner = runner_module.Runner(concurrency=jobs, client_factory=client_factory)
-        if args.db_threads > 0:
-            # Bench-only override of the runner's database threads (each its own
-            # connection); a job's calls stay on one thread, so its writes stay ordered.
-            if hasattr(runner, "_db_executors"):  # since commit 219d45b: one per shard
-                runner._db_executors = [
-                    ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"runner-db-{n}")
-                    for n in range(args.db_threads)
-                ]
-            else:  # before: one executor; a job's task awaits each write in turn
-                runner._db_executor = ThreadPoolExecutor(
-                    max_workers=args.db_threads, thread_name_prefix="runner-db"
-                )
-        args.db_threads_used = len(getattr(runner, "_db_executors", [])) or args.db_threads or 1
-        runner_module.set_local_runner(runner)
+        # --db-threads: bench-only override of the runner's database threads (each its own
+        # connection); a job's calls stay on one thread, so its writes stay ordered.
+        runner = runner_module.Runner(
+            concurrency=jobs, client_factory=client_factory, db_threads=args.db_threads or None
+        )
+        args.db_threads_used = args.db_threads or thread_count()
         writes_before = table_counts(args.database) if args.db == "postgres" else 0
         cpu_before = _process_cpu()
         release_cpu: list[float] = []
@@ -287,7 +278,6 @@ async def run_one(*, jobs: int, args: argparse.Namespace) -> RunResult:
         await lag_task
         runner.stop()
         await runner_task
-        runner_module.set_local_runner(None)
         async with httpx.AsyncClient() as http:
             stats = (await http.get(f"{base}/__stats")).json()
         ended = await asyncio.to_thread(_statuses)
@@ -571,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
             AGENT_GENERATOR_POLL_MAX_INTERVAL="20",
         )
         django_setup(env)
-        from copilot.runner.runner import loop_factory
+        from copilot.runner.thread import loop_factory
 
         # The runner's own thread runs on loop_factory() (uvloop when installed).
         factory = loop_factory() if args.loop == "runner" else None

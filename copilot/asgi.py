@@ -21,9 +21,15 @@ try:
 except ConfigError as exc:
     sys.exit(f"configuration error: {exc}")
 
+from django.conf import settings
+
 from copilot.routing import build_application
+from copilot.runner.thread import RunnerThread
 
 application = build_application(django_asgi_app)
+
+if settings.COPILOT_RUNNER_IN_PROCESS:
+    RunnerThread().start()
 
 #: The collector's thresholds in a web process: young generation, then the two older ones.
 GC_THRESHOLDS = (50_000, 20, 100)

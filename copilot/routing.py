@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from channels.auth import AuthMiddlewareStack
-from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter
+from channels.routing import ProtocolTypeRouter, URLRouter
 from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.urls import path, re_path
 
-from copilot.config import EMBEDDED_AGENT_GENERATOR
-from copilot.jobs.messaging import RUNNER_CHANNEL
-from copilot.runner.runner import JobRunnerConsumer, start_in_process
-from copilot.runner.upstream import EMBEDDED_MOUNT, embedded_service
+from copilot.runner.upstream import EMBEDDED_AGENT_GENERATOR, EMBEDDED_MOUNT, embedded_service
 from copilot.stream.consumer import JobEventStream
 
 
@@ -50,11 +47,4 @@ def build_application(django_app):
     )
     if settings.AGENT_GENERATOR_URL == EMBEDDED_AGENT_GENERATOR:
         http = PrefixMount(prefix=EMBEDDED_MOUNT, app=embedded_service(), default=http)
-    if settings.COPILOT_RUNNER_IN_PROCESS:
-        start_in_process()
-    return ProtocolTypeRouter(
-        {
-            "http": http,
-            "channel": ChannelNameRouter({RUNNER_CHANNEL: JobRunnerConsumer.as_asgi()}),
-        }
-    )
+    return ProtocolTypeRouter({"http": http})

@@ -17,8 +17,9 @@ from django.conf import settings
 
 from agent_generator import AgentGeneratorClient, PollPolicy
 from agent_generator.reference import ReferenceApp, ReferenceSettings, create_app
-from copilot.config import EMBEDDED_AGENT_GENERATOR
 
+#: ``AGENT_GENERATOR_URL`` that runs the reference Agent Generator inside this process.
+EMBEDDED_AGENT_GENERATOR = "embedded"
 EMBEDDED_BASE_URL = "http://agent-generator.embedded"
 EMBEDDED_MOUNT = "/agent-generator"
 

@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from django.db import connection
 
 from agent_generator import AgentGeneratorClient, PollPolicy
 from agent_generator.reference import ReferenceApp, ReferenceSettings, create_app
-from copilot.runner.runner import Runner, set_local_runner
+from copilot.runner.consumer import runner_serve
+from copilot.runner.runner import Runner
 
 FAST_POLICY = PollPolicy(interval=0.02, max_interval=0.1, max_consecutive_errors=5, budget=60)
 
@@ -38,17 +40,18 @@ def reference() -> ReferenceApp:
 
 
 @contextlib.asynccontextmanager
-async def running(runner: Runner, *, local: bool = True) -> AsyncIterator[Runner]:
-    """Run ``runner`` in this event loop for the duration of the block, then stop it."""
-    if local:
-        set_local_runner(runner)
-    task = asyncio.create_task(runner.run())
+async def running(runner: Runner, *, listen: bool = True) -> AsyncIterator[Runner]:
+    """Run ``runner`` in this event loop for the duration of the block, then stop it.
+
+    With ``listen`` it takes its wake-ups from the runner channel, as every runner does
+    (:func:`copilot.runner.consumer.runner_serve`); without, it finds jobs only by scanning.
+    """
+    layer = get_channel_layer() if listen else None
+    task = asyncio.create_task(runner_serve(runner=runner, channel_layer=layer))
     try:
         await asyncio.to_thread(runner.started.wait, 5)
         yield runner
     finally:
-        if local:
-            set_local_runner(None)
         runner.stop()
         await asyncio.wait_for(task, 15)
 

@@ -146,22 +146,3 @@ async def test_retry_starts_a_new_upstream_job_and_keeps_the_history(user, setti
     assert events[retry_at].data["attempt"] == 2
     assert events[-1].type == "result"
     assert reference.stats.submits_by_key == {f"{job.id}:1": 1, f"{job.id}:2": 1}
-
-
-@pytest.mark.django_db(transaction=True)
-def test_the_in_process_runner_runs_in_its_own_thread_on_uvloop(settings):
-    uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed on this platform")
-    from copilot import runner as runner_module
-
-    settings.AGENT_GENERATOR_URL = "http://127.0.0.1:9"  # never reached: no job is queued
-    previous = runner_module.local_runner()
-    runner_module.set_local_runner(None)
-    runner = runner_module.start_in_process()
-    try:
-        assert runner.first_scan.wait(timeout=10), "the runner did not scan"
-        assert isinstance(runner._loop, uvloop.Loop)
-        assert runner_module.start_in_process() is runner  # one per process
-    finally:
-        runner.stop()
-        assert runner.stopped.wait(timeout=10)
-        runner_module.set_local_runner(previous)

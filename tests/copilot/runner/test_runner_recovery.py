@@ -35,6 +35,7 @@ def wait_for(predicate, *, seconds: float, what: str, process=None):
     raise AssertionError(f"timed out waiting for {what}{detail}")
 
 
+@pytest.mark.slow
 @pytest.mark.alldb
 @pytest.mark.django_db(transaction=True)
 def test_a_killed_runner_s_job_is_taken_over_and_polled_not_resubmitted(user, settings):
@@ -93,7 +94,7 @@ async def test_two_runners_on_the_same_stale_jobs_never_drive_one_job_twice(user
     reference = create_app(settings=ReferenceSettings(job_seconds=0.5))
     jobs = [await submit(user) for _ in range(8)]  # no runner yet: all queued, unclaimed
     first, second = runner_for(reference), runner_for(reference)
-    async with running(first, local=False), running(second, local=False):
+    async with running(first, listen=False), running(second, listen=False):
         for job in jobs:
             await wait_until_ended(job)
     for job in jobs:
@@ -112,7 +113,7 @@ async def test_two_runners_on_the_same_stale_jobs_never_drive_one_job_twice(user
 async def test_a_lost_job_run_message_delays_a_job_by_one_scan_at_most(user):
     reference = create_app(settings=ReferenceSettings(job_seconds=0.2))
     runner = runner_for(reference, lease_seconds=1)
-    async with running(runner, local=False):  # wakes go to the layer, where nobody listens
+    async with running(runner, listen=False):  # wakes go to the layer, where nobody listens
         await asyncio.sleep(0.1)  # the start-up scan is over; only the periodic one is left
         job = await submit(user)
         started = time.monotonic()
@@ -123,6 +124,7 @@ async def test_a_lost_job_run_message_delays_a_job_by_one_scan_at_most(user):
     assert waited < runner.lease_seconds / 2 + 0.2 + 1.0  # one scan interval, the job, slack
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_sigterm_releases_the_runner_s_leases_and_leaves_its_jobs_resumable(user, settings):
     port = free_port()
@@ -152,6 +154,7 @@ def test_sigterm_releases_the_runner_s_leases_and_leaves_its_jobs_resumable(user
     assert GenerationJob.objects.stale().filter(pk=job.pk).exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("faults", "error_type"),
     [("slow-poll=2", "timeout"), ("reset", "connection_error")],

@@ -1,63 +1,55 @@
 """``manage.py runworker agent-generator``: a runner process for the scaled-out setup.
 
-Channels' ``runworker``, with three changes:
+Channels' ``runworker`` (same arguments), serving the one channel this project has: the
+runner channel, through :func:`copilot.runner.consumer.runner_serve`, as a web process's
+embedded runner does. Unlike Channels' worker:
 
 - the job runner starts at once (not on the first message), so the process scans for stale
   jobs from start-up on;
 - a channel-layer outage (Redis restarting) does not end the process: the listener logs it
-  and listens again a second later — the runner goes on polling meanwhile, and the database
-  still holds every job and event;
-- SIGTERM stops the runner first, which releases its leases and leaves its jobs resumable by
-  the other runners.
+  and listens again a second later; the runner goes on polling meanwhile;
+- SIGTERM and SIGINT stop the runner, which releases its leases and leaves its jobs
+  resumable by the other runners, then the process exits with status 0.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
-import sys
 
+from channels.layers import get_channel_layer
 from channels.management.commands import runworker
-from channels.worker import Worker
+from django.core.management.base import CommandError
 
 from copilot.jobs.messaging import RUNNER_CHANNEL
-from copilot.runner.runner import start_in_process
-
-logger = logging.getLogger(__name__)
-
-LISTEN_RETRY_SECONDS = 1.0
-
-
-class ResilientWorker(Worker):
-    """A Channels worker whose listeners survive channel-layer errors."""
-
-    async def listener(self, channel: str) -> None:
-        while True:
-            try:
-                await super().listener(channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("channel layer unavailable channel=%s: %s", channel, exc)
-                await asyncio.sleep(LISTEN_RETRY_SECONDS)
+from copilot.runner.consumer import runner_serve
+from copilot.runner.runner import Runner
+from copilot.runner.thread import loop_factory
 
 
 class Command(runworker.Command):
     help = (
-        "Run a Channels worker on the given channels. With the 'agent-generator' channel it "
-        "also runs the job runner: it claims queued and stale jobs and follows them."
+        f"Run the job runner, listening on the {RUNNER_CHANNEL!r} channel: it claims queued "
+        "and stale jobs and follows them until SIGTERM."
     )
-    worker_class = ResilientWorker
 
-    def handle(self, *args, **options):
-        if RUNNER_CHANNEL in options.get("channels", []):
-            runner = start_in_process()
+    def handle(self, *args, layer: str, channels: list[str], **options) -> None:
+        unknown = sorted(set(channels) - {RUNNER_CHANNEL})
+        if unknown:
+            raise CommandError(
+                f"no consumer for channel(s) {', '.join(unknown)}; "
+                f"this project has one channel: {RUNNER_CHANNEL}"
+            )
+        channel_layer = get_channel_layer(layer)
+        if channel_layer is None:
+            raise CommandError("You do not have any CHANNEL_LAYERS configured.")
+        with asyncio.Runner(loop_factory=loop_factory()) as loop_runner:
+            loop_runner.run(_serve(channel_layer=channel_layer))
 
-            def on_sigterm(signum, frame):
-                runner.stop()
-                runner.stopped.wait(timeout=10)
-                sys.exit(0)
 
-            signal.signal(signal.SIGTERM, on_sigterm)
-        return super().handle(*args, **options)
+async def _serve(*, channel_layer) -> None:
+    runner = Runner()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, runner.stop)
+    await runner_serve(runner=runner, channel_layer=channel_layer)

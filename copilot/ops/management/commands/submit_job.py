@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -20,7 +18,8 @@ from copilot.jobs.presenters import event_line, job_as_dict
 from copilot.jobs.selectors import events_after, job_get
 from copilot.ops.management import args
 from copilot.ops.management.base import OperatorCommand
-from copilot.runner.runner import Runner, local_runner, set_local_runner
+from copilot.runner.runner import Runner
+from copilot.runner.thread import RunnerThread
 
 FOLLOW_INTERVAL = 0.2
 
@@ -105,24 +104,11 @@ class Command(OperatorCommand):
             raise CommandError(f"{path} is not JSON: {exc}") from None
 
     def _follow(self, job: GenerationJob, *, out) -> GenerationJob:
-        runner = None
-        if not settings.CHANNEL_LAYERS["default"]["BACKEND"].startswith("channels_redis") and (
-            local_runner() is None
-        ):
-            runner = Runner(concurrency=1)
+        # With no shared channel layer no other process can run the job: run a runner here,
+        # as a web process does. Its wake-up is the job.run the submit already sent.
+        shared = settings.CHANNEL_LAYERS["default"]["BACKEND"].startswith("channels_redis")
+        thread = None if shared else RunnerThread(Runner(concurrency=1)).start()
         printed = 0
-        if runner is not None:
-            set_local_runner(runner)
-            task_result: list[BaseException | None] = [None]
-
-            def follow_in_thread() -> None:
-                try:
-                    asyncio.run(runner.run_until_done(job_id=job.id))
-                except BaseException as exc:  # reported below, in the command's thread
-                    task_result[0] = exc
-
-            thread = threading.Thread(target=follow_in_thread, name="submit-job-runner")
-            thread.start()
         try:
             while True:
                 for event in events_after(job_id=job.id, seq=printed):
@@ -133,10 +119,8 @@ class Command(OperatorCommand):
                     return job
                 time.sleep(FOLLOW_INTERVAL)
         finally:
-            if runner is not None:
-                runner.stop()
-                thread.join()
-                set_local_runner(None)
+            if thread is not None:
+                thread.stop()
 
 
 def json_load(path: Path) -> object:
