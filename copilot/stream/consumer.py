@@ -2,8 +2,8 @@
 
 A Channels ``AsyncHttpConsumer`` that keeps its response open on purpose: ``http_request``
 sends the headers and the replay, then *returns* with the response still open; live events
-reach it through the process's :class:`StreamHub`. The polling loop is never here; it is in
-the runner. The order that makes a resume exact:
+reach it through the process's :class:`~copilot.stream.hub.StreamHub`. The polling loop is
+never here; it is in the runner. The order that makes a resume exact:
 
 1. register with the hub (which has joined the job's group) first, buffering live events,
    so nothing published from then on can be missed;
@@ -13,40 +13,29 @@ the runner. The order that makes a resume exact:
 
 Cost per stream, by design (``bench/streams.py`` measures it): no thread, no database
 connection while waiting (its reads go through ``database_sync_to_async``), no channel of its
-own. The hub holds ONE channel-layer subscription per job per process, encodes each event
-once and writes it to that job's local streams, so a broadcast costs one layer message per
-process, not one per stream. Heartbeats (``: ping``) keep proxies and the browser's watchdog
-fed; after ``COPILOT_STREAM_MAX_SECONDS`` the stream sends ``event: reconnect`` and ends,
-before a load balancer would cut it.
-
-Nothing depends on a channel-layer message arriving: once per heartbeat the hub compares, in
-one query, every open stream with its job's newest ``seq``; a stream still behind at the next
-check (a dropped message; a Redis restart that forgot the hub's membership) makes the hub
-re-join the job's group and the stream replay what it missed from the database.
+own (the hub has one per process). Heartbeats (``: ping``) keep proxies and the browser's
+watchdog fed; after ``COPILOT_STREAM_MAX_SECONDS`` the stream sends ``event: reconnect`` and
+ends, before a load balancer would cut it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
-import weakref
 from collections.abc import Coroutine
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
-from channels.layers import get_channel_layer
 from django.conf import settings
 
-from copilot.config import FANOUT_CHANNEL_PREFIX
 from copilot.jobs.exceptions import JobNotFound
-from copilot.jobs.messaging import job_group
 from copilot.jobs.models import GenerationJob, JobEvent
 from copilot.jobs.presenters import job_as_dict
 from copilot.jobs.selectors import events_after, job_get
+from copilot.stream.hub import StreamHub, event_frame
 from copilot.stream.sse import encode_comment, encode_event, parse_last_event_id
 
 logger = logging.getLogger(__name__)
@@ -60,15 +49,6 @@ SSE_HEADERS = [
 
 #: Replay in pages of this many events, so a long log never sits in memory at once.
 REPLAY_PAGE = 500
-
-#: After a channel-layer error, the hub listens again this much later.
-LISTEN_RETRY_SECONDS = 1.0
-
-
-def _frame(event: JobEvent | dict) -> bytes:
-    if isinstance(event, JobEvent):
-        event = event.as_message()
-    return encode_event(id=event["seq"], event=event["type"], data=event["data"])
 
 
 def _is_terminal(event: JobEvent | dict) -> bool:
@@ -91,113 +71,6 @@ def _load_job(job_id: uuid.UUID, user) -> GenerationJob | None:
 @database_sync_to_async
 def _events_after(job_id: uuid.UUID, seq: int) -> list[JobEvent]:
     return events_after(job_id=job_id, seq=seq, limit=REPLAY_PAGE)
-
-
-@database_sync_to_async
-def _newest_seqs(job_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    return dict(GenerationJob.objects.filter(pk__in=job_ids).values_list("id", "last_event_seq"))
-
-
-class StreamHub:
-    """Per event loop: the streams of each job, one group membership per job, one receiver."""
-
-    _by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-    def __init__(self) -> None:
-        self.layer = get_channel_layer()
-        self.channel: str | None = None
-        self.streams: dict[uuid.UUID, set[JobEventStream]] = {}
-        self._receiver: asyncio.Task | None = None
-        self._lag_check: asyncio.Task | None = None
-        self._membership = asyncio.Lock()
-
-    @classmethod
-    def current(cls) -> StreamHub:
-        loop = asyncio.get_running_loop()
-        hub = cls._by_loop.get(loop)
-        if hub is None:
-            hub = cls._by_loop[loop] = cls()
-        return hub
-
-    async def join(self, stream: JobEventStream) -> None:
-        """Add a stream; raises when the channel layer cannot take the job's membership."""
-        # One join or leave at a time: each awaits the layer (Redis) between reading and
-        # writing `streams` and `channel`, and two first streams of a job opening together
-        # would otherwise each create the job's set, the second dropping the first stream.
-        async with self._membership:
-            if self.channel is None:
-                self.channel = await self.layer.new_channel(prefix=FANOUT_CHANNEL_PREFIX)
-            if stream.job_id not in self.streams:
-                await self.layer.group_add(job_group(stream.job_id), self.channel)
-                self.streams[stream.job_id] = set()
-            self.streams[stream.job_id].add(stream)
-            loop = asyncio.get_running_loop()
-            if self._receiver is None or self._receiver.done():
-                self._receiver = loop.create_task(self._receive(), name="stream-hub-receive")
-            if self._lag_check is None or self._lag_check.done():
-                self._lag_check = loop.create_task(self._check_lag(), name="stream-hub-lag")
-
-    async def leave(self, stream: JobEventStream) -> None:
-        async with self._membership:
-            streams = self.streams.get(stream.job_id)
-            if streams is None or stream not in streams:
-                return
-            streams.discard(stream)
-            if not streams:
-                del self.streams[stream.job_id]
-                with contextlib.suppress(Exception):
-                    await self.layer.group_discard(job_group(stream.job_id), self.channel)
-            if not self.streams:
-                for task in (self._receiver, self._lag_check):
-                    if task is not None:
-                        task.cancel()
-                self._receiver = self._lag_check = None
-                self.channel = None  # a cancelled receive gives its channel back to the layer
-
-    async def rejoin(self, job_id: uuid.UUID) -> None:
-        """Join the job's group again (idempotent): a restarted Redis forgets memberships."""
-        if self.channel is not None and job_id in self.streams:
-            await self.layer.group_add(job_group(job_id), self.channel)
-
-    async def _receive(self) -> None:
-        while True:
-            try:
-                message = await self.layer.receive(self.channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("stream hub cannot receive: %s", exc)
-                await asyncio.sleep(LISTEN_RETRY_SECONDS)
-                continue
-            if message.get("type") != "job.event":
-                continue
-            try:
-                job_id = uuid.UUID(message["job_id"])
-                event = message["event"]
-                streams = list(self.streams.get(job_id, ()))
-                frame = _frame(event) if streams else b""  # encoded once for all its streams
-            except (KeyError, TypeError, ValueError):
-                logger.warning("stream hub ignored a malformed message")
-                continue
-            for stream in streams:
-                try:
-                    await stream.deliver(event, frame)
-                except Exception:
-                    logger.warning("stream delivery failed job=%s", job_id, exc_info=True)
-
-    async def _check_lag(self) -> None:
-        while True:
-            await asyncio.sleep(settings.COPILOT_HEARTBEAT_SECONDS)
-            if not self.streams:
-                continue
-            try:
-                newest = await _newest_seqs(list(self.streams))
-            except Exception:
-                logger.warning("stream lag check failed", exc_info=True)
-                continue
-            for job_id, streams in list(self.streams.items()):
-                for stream in list(streams):
-                    stream.check_lag(newest.get(job_id, 0))
 
 
 class JobEventStream(AsyncHttpConsumer):
@@ -306,7 +179,7 @@ class JobEventStream(AsyncHttpConsumer):
             while self.open:
                 events = await _events_after(self.job_id, self.last_sent)
                 if events:
-                    await self._write(b"".join(_frame(e) for e in events))
+                    await self._write(b"".join(event_frame(e) for e in events))
                     self.last_sent = events[-1].seq
                     if _is_terminal(events[-1]):
                         await self._finish()
@@ -322,7 +195,7 @@ class JobEventStream(AsyncHttpConsumer):
                         behind = True  # the database will have it on the next read
                         break
                     self.last_sent = event["seq"]
-                    await self._write(_frame(event))
+                    await self._write(event_frame(event))
                     if _is_terminal(event):
                         await self._finish()
                         return

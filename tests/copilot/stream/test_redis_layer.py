@@ -8,9 +8,9 @@ import uuid
 import pytest
 from channels_redis.core import RedisChannelLayer
 
-from copilot.config import FANOUT_CHANNEL_PREFIX, channel_layer_config
-from copilot.jobs.messaging import job_group
-from copilot.stream.consumer import StreamHub
+from copilot.config import channel_layer_config
+from copilot.jobs.messaging import FANOUT_CHANNEL_PREFIX, job_group
+from copilot.stream.hub import StreamHub
 
 pytestmark = pytest.mark.redis
 

@@ -1,0 +1,157 @@
+"""The stream hub: one channel-layer subscription per job per process, fanned out.
+
+Per event loop, :class:`StreamHub` holds the open streams of each job, ONE group membership
+per job on ONE channel of its own, and one receiver. Each event is encoded once and written
+to that job's local streams, so a broadcast costs one layer message per process, not one per
+stream (``bench/streams.py`` measures it).
+
+Nothing depends on a channel-layer message arriving: once per heartbeat the hub compares, in
+one query, every open stream with its job's newest ``seq``; a stream still behind at the next
+check (a dropped message; a Redis restart that forgot the hub's membership) makes the hub
+re-join the job's group and the stream replay what it missed from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+import weakref
+from typing import Protocol
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from copilot.jobs.messaging import FANOUT_CHANNEL_PREFIX, job_group
+from copilot.jobs.models import GenerationJob, JobEvent
+from copilot.stream.sse import encode_event
+
+logger = logging.getLogger(__name__)
+
+#: After a channel-layer error, the hub listens again this much later.
+LISTEN_RETRY_SECONDS = 1.0
+
+
+class HubStream(Protocol):
+    """What the hub needs of a stream (:class:`copilot.stream.consumer.JobEventStream`)."""
+
+    job_id: uuid.UUID
+
+    async def deliver(self, event: dict, frame: bytes) -> None: ...
+
+    def check_lag(self, newest: int) -> None: ...
+
+
+def event_frame(event: JobEvent | dict) -> bytes:
+    if isinstance(event, JobEvent):
+        event = event.as_message()
+    return encode_event(id=event["seq"], event=event["type"], data=event["data"])
+
+
+@database_sync_to_async
+def _newest_seqs(job_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    return dict(GenerationJob.objects.filter(pk__in=job_ids).values_list("id", "last_event_seq"))
+
+
+class StreamHub:
+    """Per event loop: the streams of each job, one group membership per job, one receiver."""
+
+    _by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.channel: str | None = None
+        self.streams: dict[uuid.UUID, set[HubStream]] = {}
+        self._receiver: asyncio.Task | None = None
+        self._lag_check: asyncio.Task | None = None
+        self._membership = asyncio.Lock()
+
+    @classmethod
+    def current(cls) -> StreamHub:
+        loop = asyncio.get_running_loop()
+        hub = cls._by_loop.get(loop)
+        if hub is None:
+            hub = cls._by_loop[loop] = cls()
+        return hub
+
+    async def join(self, stream: HubStream) -> None:
+        """Add a stream; raises when the channel layer cannot take the job's membership."""
+        # One join or leave at a time: each awaits the layer (Redis) between reading and
+        # writing `streams` and `channel`, and two first streams of a job opening together
+        # would otherwise each create the job's set, the second dropping the first stream.
+        async with self._membership:
+            if self.channel is None:
+                self.channel = await self.layer.new_channel(prefix=FANOUT_CHANNEL_PREFIX)
+            if stream.job_id not in self.streams:
+                await self.layer.group_add(job_group(stream.job_id), self.channel)
+                self.streams[stream.job_id] = set()
+            self.streams[stream.job_id].add(stream)
+            loop = asyncio.get_running_loop()
+            if self._receiver is None or self._receiver.done():
+                self._receiver = loop.create_task(self._receive(), name="stream-hub-receive")
+            if self._lag_check is None or self._lag_check.done():
+                self._lag_check = loop.create_task(self._check_lag(), name="stream-hub-lag")
+
+    async def leave(self, stream: HubStream) -> None:
+        async with self._membership:
+            streams = self.streams.get(stream.job_id)
+            if streams is None or stream not in streams:
+                return
+            streams.discard(stream)
+            if not streams:
+                del self.streams[stream.job_id]
+                with contextlib.suppress(Exception):
+                    await self.layer.group_discard(job_group(stream.job_id), self.channel)
+            if not self.streams:
+                for task in (self._receiver, self._lag_check):
+                    if task is not None:
+                        task.cancel()
+                self._receiver = self._lag_check = None
+                self.channel = None  # a cancelled receive gives its channel back to the layer
+
+    async def rejoin(self, job_id: uuid.UUID) -> None:
+        """Join the job's group again (idempotent): a restarted Redis forgets memberships."""
+        if self.channel is not None and job_id in self.streams:
+            await self.layer.group_add(job_group(job_id), self.channel)
+
+    async def _receive(self) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("stream hub cannot receive: %s", exc)
+                await asyncio.sleep(LISTEN_RETRY_SECONDS)
+                continue
+            if message.get("type") != "job.event":
+                continue
+            try:
+                job_id = uuid.UUID(message["job_id"])
+                event = message["event"]
+                streams = list(self.streams.get(job_id, ()))
+                frame = event_frame(event) if streams else b""  # encoded once for all its streams
+            except (KeyError, TypeError, ValueError):
+                logger.warning("stream hub ignored a malformed message")
+                continue
+            for stream in streams:
+                try:
+                    await stream.deliver(event, frame)
+                except Exception:
+                    logger.warning("stream delivery failed job=%s", job_id, exc_info=True)
+
+    async def _check_lag(self) -> None:
+        while True:
+            await asyncio.sleep(settings.COPILOT_HEARTBEAT_SECONDS)
+            if not self.streams:
+                continue
+            try:
+                newest = await _newest_seqs(list(self.streams))
+            except Exception:
+                logger.warning("stream lag check failed", exc_info=True)
+                continue
+            for job_id, streams in list(self.streams.items()):
+                for stream in list(streams):
+                    stream.check_lag(newest.get(job_id, 0))
