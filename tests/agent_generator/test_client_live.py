@@ -18,6 +18,8 @@ from agent_generator.exceptions import ConnectionFailed, JobCancelled, RequestTi
 from agent_generator.results import AgentResult, Instructions
 from tests.support.live import LiveProcess, free_port
 
+pytestmark = pytest.mark.slow
+
 POLICY = PollPolicy(interval=0.02, max_interval=0.1, max_wait=2, budget=20, cancel_timeout=2)
 GOAL = (
     "Every weekday at 8am, search the web for the latest news about solar power, "

@@ -13,6 +13,8 @@ import pytest
 
 from tests.support.live import LiveProcess, ServerStartError, free_port, run_server
 
+pytestmark = pytest.mark.slow
+
 GOAL = {"description": "Search the web for cat news and email it to cats@example.com"}
 DECOMPOSE = "/api/decompose-description"
 

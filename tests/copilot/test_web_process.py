@@ -14,6 +14,7 @@ from tests.support.live import free_port, run_server
 from tests.support.portal import portal_env
 
 
+@pytest.mark.slow
 @pytest.mark.alldb
 @pytest.mark.django_db(transaction=True)
 def test_bare_daphne_serves_static_files_runs_jobs_and_releases_them_on_sigterm(user):

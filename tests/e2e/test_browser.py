@@ -21,7 +21,7 @@ from playwright.sync_api import Page, expect
 from copilot.jobs.models import GenerationJob, JobEvent
 from tests.e2e.conftest import PASSWORD, PageRecorder, Portal
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 GOAL = "Every morning at 8am, fetch the top tech news and email a summary to me@example.com"
 JOB_URL = re.compile(r"/jobs/(?P<id>[0-9a-f-]{36})/$")

@@ -27,6 +27,7 @@ from tests.support.portal import portal_env, portal_process
 from tests.support.sse_client import follow
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed"),
