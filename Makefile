@@ -35,6 +35,7 @@ test: lint pytest test-postgres test-js
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # First pass: the whole suite on the embedded defaults (SQLite, in-memory layer). Tests that
 # need Redis or Chromium find them themselves or skip with a one-line reason.

@@ -17,7 +17,7 @@ naming the offending field.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -306,7 +306,7 @@ def _decompose_error(result: Mapping[str, Any]) -> DecomposeError:
     )
 
 
-_DECOMPOSE_PARSERS = {
+_DECOMPOSE_PARSERS: dict[str, Callable[[Mapping[str, Any]], DecomposeResult]] = {
     Instructions.type: _instructions,
     ClarifyingQuestions.type: _clarifying_questions,
     UnachievableGoal.type: _unachievable,

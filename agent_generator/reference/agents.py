@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from .catalogue import Block, block_by_id, block_by_name
+from .catalogue import Block, block_by_id, block_by_name, known_block
 from .decompose import Step, decompose, match_block
 from .extract import extract_inputs
 
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 _NAMESPACE = uuid.UUID("0b6c1f5e-3d52-4c1a-8f0e-9a7d2b4c6e31")
-_FALLBACK = block_by_name("Generate text")
+_FALLBACK = known_block("Generate text")
 X_SPACING = 300
 
 
@@ -137,7 +137,6 @@ def _steps_from_instructions(instructions: dict[str, Any]) -> tuple[list[Step], 
         for raw in instructions["steps"]:
             text = raw["description"].strip()
             block = block_by_name(raw.get("block_name")) or match_block(text) or _FALLBACK
-            assert block is not None
             steps.append(Step(description=text, block=block))
         goal = instructions.get("goal")
         if not isinstance(goal, str) or not goal.strip():
@@ -147,7 +146,8 @@ def _steps_from_instructions(instructions: dict[str, Any]) -> tuple[list[Step], 
     result = decompose(description=goal)
     if result["type"] == "instructions":
         steps = [
-            Step(description=raw["description"], block=block_by_name(raw["block_name"]))  # type: ignore[arg-type]
+            # decompose() names catalogue blocks only.
+            Step(description=raw["description"], block=known_block(raw["block_name"]))
             for raw in result["steps"]
         ]
         return steps, goal

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BLOCKS", "Block", "block_by_id", "block_by_name", "blocks_payload"]
+__all__ = ["BLOCKS", "Block", "block_by_id", "block_by_name", "blocks_payload", "known_block"]
 
 _NAMESPACE = uuid.UUID("6f1d3c2a-5b8e-4e7a-9a41-2c0f7d9e8b10")
 
@@ -317,6 +317,15 @@ def block_by_id(block_id: object) -> Block | None:
 def block_by_name(name: object) -> Block | None:
     """The catalogue block with this name (case-insensitive), or None."""
     return _BY_NAME.get(name.strip().casefold()) if isinstance(name, str) else None
+
+
+def known_block(name: str) -> Block:
+    """The catalogue block with this name, for a name the code itself holds (a constant, or a
+    name a catalogue block gave); one not in the catalogue is a bug and raises ``KeyError``."""
+    block = block_by_name(name)
+    if block is None:
+        raise KeyError(f"no catalogue block is named {name!r}")
+    return block
 
 
 def blocks_payload() -> dict[str, Any]:

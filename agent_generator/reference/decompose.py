@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .catalogue import BLOCKS, Block, block_by_name
+from .catalogue import BLOCKS, Block, known_block
 from .extract import cron_from_text, language_in, slack_channel_in
 from .text import (
     EMAIL_RE,
@@ -36,7 +36,7 @@ from .text import (
 
 __all__ = ["Step", "decompose", "match_block", "split_steps"]
 
-SCHEDULE = block_by_name("Schedule")
+SCHEDULE = known_block("Schedule")
 _EXAMPLE_GOAL = (
     "Every weekday at 8am, search the web for the latest news about {topic}, summarise "
     "the top 5 articles in bullet points and email the summary to you@example.com"

@@ -203,13 +203,13 @@ def _set_field(agent: dict[str, Any], phrase: str, raw_value: str) -> bool:
         words = phrase.split()
         if len(words) > 1:
             hint, last = " ".join(words[:-1]), words[-1]
-            index = _find_node(agent["nodes"], hint)
-            if index is not None:
-                node = agent["nodes"][index]
+            found = _find_node(agent["nodes"], hint)
+            if found is not None:
+                node = agent["nodes"][found]
                 block = _block_of(node)
                 field = _FIELD_SYNONYMS.get(last, last)
                 if block is not None and field in block.inputs:
-                    candidates = [index]
+                    candidates = [found]
     value = _field_value(field, raw_value) if candidates else None
     if value is None:
         return False

@@ -206,13 +206,15 @@ def transition_update(
     if not rows:
         return None
     stored = rows[0]
+    # raw() sets the extra column as an instance attribute the model does not declare; take
+    # it off, so the caller gets a plain GenerationJob.
+    event_id: int = vars(stored).pop("copilot_event_id")
     event = _stored_event(
-        id=stored.copilot_event_id,
+        id=event_id,
         job_id=stored.pk,
         seq=stored.last_event_seq,
         type=event_type,
         data=dict(event_data),
         created_at=now,
     )
-    del stored.copilot_event_id
     return stored, event

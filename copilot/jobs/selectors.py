@@ -53,7 +53,7 @@ def jobs_matching(
     return list(jobs)
 
 
-def events_after(*, job_id: uuid.UUID | str, seq: int, limit: int | None = None) -> list[JobEvent]:
+def events_after(*, job_id: uuid.UUID, seq: int, limit: int | None = None) -> list[JobEvent]:
     """A job's events with ``seq`` above ``seq``, in order."""
     events = JobEvent.objects.filter(job_id=job_id, seq__gt=seq).order_by("seq")
     return list(events[:limit] if limit else events)

@@ -7,6 +7,7 @@ read-only; the only changes it makes are the Retry and Cancel actions, through t
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten, flatten_fieldsets
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -45,7 +46,7 @@ class ReadOnlyMixin:
 class JobEventInline(ReadOnlyMixin, admin.TabularInline):
     model = JobEvent
     fields = ["seq", "type", "pretty_data", "created_at"]
-    readonly_fields = fields
+    readonly_fields = flatten(fields)
     ordering = ["seq"]
     extra = 0
     can_delete = False
@@ -71,7 +72,7 @@ class GenerationJobAdmin(ReadOnlyMixin, admin.ModelAdmin):
         ("Error", {"fields": ["error_type", "error_message", "cancel_requested_at"]}),
         ("Runner", {"fields": ["lease_owner", "lease_expires_at", "last_event_seq"]}),
     ]
-    readonly_fields = [f for _, opts in fieldsets for f in opts["fields"]]
+    readonly_fields = flatten_fieldsets(fieldsets)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return request.user.is_active and request.user.is_staff

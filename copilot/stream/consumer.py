@@ -215,9 +215,12 @@ class JobEventStream(AsyncHttpConsumer):
             self._spawn(self._resync())
 
     async def _resync(self) -> None:
-        logger.info("stream resync job=%s after=%s", self.job_id, self.last_sent)
+        hub, job_id = self._hub, self.job_id
+        if hub is None or job_id is None:
+            return  # the stream has closed (or never opened): nothing to rejoin
+        logger.info("stream resync job=%s after=%s", job_id, self.last_sent)
         try:
-            await self._hub.rejoin(self.job_id)
+            await hub.rejoin(job_id)
         except Exception:
             # The layer is down: the client must come back later and replay from the database.
             await self._close(encode_event(event="reconnect", data={"after": self.last_sent}))

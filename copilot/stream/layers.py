@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 import threading
 import time
@@ -40,7 +41,10 @@ class LocalChannelLayer(BaseChannelLayer):
 
     def __init__(self, expiry: float = 60, group_expiry: int = 86400, capacity: int = 100, **kw):
         super().__init__(expiry=expiry, capacity=capacity, **kw)
-        self.channel_capacity = self.compile_capacities(self.channel_capacity)
+        # BaseChannelLayer.get_capacity reads the compiled form: (pattern, capacity) pairs.
+        self.channel_capacity: list[tuple[re.Pattern[str], int]] = self.compile_capacities(
+            self.channel_capacity
+        )
         self.group_expiry = group_expiry
         self._channels: dict[str, _Channel] = {}
         self._groups: dict[str, dict[str, float]] = {}

@@ -52,23 +52,32 @@ def error_sentence(error_type: str | None) -> str:
     return ERROR_SENTENCES.get(error_type or "", DEFAULT_ERROR_SENTENCE)
 
 
+def _job_kind(job: GenerationJob) -> GenerationJob.Kind | None:
+    """The job's kind, or None for a stored value that is not one of ``Kind``."""
+    return GenerationJob.Kind(job.kind) if job.kind in GenerationJob.Kind.values else None
+
+
 def job_goal(job: GenerationJob) -> str:
     """The text the user asked with (a goal, instructions or a change request)."""
-    value = (job.request or {}).get(TEXT_FIELD.get(job.kind, ""), "")
+    kind = _job_kind(job)
+    field = TEXT_FIELD.get(kind, "") if kind is not None else ""
+    value = (job.request or {}).get(field, "")
     if isinstance(value, dict):  # generate: {"goal": text}, or a decompose job's instructions
         goal = value.get("goal")
         if isinstance(goal, str):
             return goal
         steps = [s.get("description") for s in _dicts(value.get("steps"))]
-        if steps and all(isinstance(step, str) for step in steps):
-            return "; ".join(steps)
+        texts = [step for step in steps if isinstance(step, str)]
+        if steps and len(texts) == len(steps):
+            return "; ".join(texts)
         return json.dumps(value, ensure_ascii=False)
     return value if isinstance(value, str) else ""
 
 
 def job_request_agent(job: GenerationJob) -> dict | None:
     """The agent JSON a job of kind update or customize was given, if any."""
-    field = AGENT_FIELD.get(job.kind)
+    kind = _job_kind(job)
+    field = AGENT_FIELD.get(kind) if kind is not None else None
     value = (job.request or {}).get(field) if field else None
     return value if isinstance(value, dict) else None
 

@@ -95,7 +95,8 @@ class NewJobForm(forms.Form):
         return _agent_from_json(text, what="The pasted text")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()  # Form.clean() returns cleaned_data (the stubs allow None)
+        data = self.cleaned_data
         if (
             self.kind not in AGENT_FIELD
             or "agent_json" in self.errors
@@ -160,7 +161,8 @@ class AnswerForm(forms.Form):
             )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()  # Form.clean() returns cleaned_data (the stubs allow None)
+        data = self.cleaned_data
         if not self.errors and not any(data.get(name) for name in self.fields):
             raise forms.ValidationError("Answer at least one question.")
         return data

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from typing import Any, NoReturn
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 
 class OperatorCommand(BaseCommand):
@@ -13,16 +14,18 @@ class OperatorCommand(BaseCommand):
     (argparse would print the usage and exit with status 2.)
     """
 
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs):
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
 
-        def error(message: str):
+        def error(message: str) -> NoReturn:
             if parser.called_from_command_line:
                 sys.stderr.write(f"CommandError: {message}\n")
                 sys.exit(1)
             raise CommandError(message)
 
-        parser.error = error
+        # BaseCommand.create_parser builds the CommandParser itself (no hook for a subclass),
+        # so argparse's error() is replaced on this instance.
+        parser.error = error  # type: ignore[method-assign]
         return parser
 
 

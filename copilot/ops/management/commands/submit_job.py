@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -69,9 +70,10 @@ class Command(OperatorCommand):
         **options,
     ) -> None:
         owner = self._user(user)
-        payload = {TEXT_FIELD[kind]: description}
-        if kind in AGENT_FIELD:
-            payload[AGENT_FIELD[kind]] = self._agent_json(agent_json)
+        job_kind = GenerationJob.Kind(kind)  # a known kind: args.kind checked it
+        payload: dict[str, Any] = {TEXT_FIELD[job_kind]: description}
+        if job_kind in AGENT_FIELD:
+            payload[AGENT_FIELD[job_kind]] = self._agent_json(agent_json)
         try:
             job = services.job_submit(user=owner, kind=kind, payload=payload)
         except InvalidJobRequest as exc:
