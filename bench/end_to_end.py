@@ -72,7 +72,7 @@ FIXED_INTERVAL = 10.0
 CREDENTIALS = """
 from django.contrib.auth import get_user_model
 from django.test import Client
-from copilot.web.api_auth import api_token_create
+from copilot.jobs.tokens import api_token_create
 user, _ = get_user_model().objects.get_or_create(username="bench")
 _, key = api_token_create(user=user, name="bench")
 client = Client()

@@ -1,0 +1,1 @@
+"""Jobs and their event log: models, state changes, reads, leases (the app labelled ``copilot``)."""

@@ -1,0 +1,1 @@
+"""The operators' and admins' doors: the Django admin and the management commands."""

@@ -13,49 +13,16 @@ view does not take.
 from __future__ import annotations
 
 import functools
-import hashlib
-import logging
-import secrets
 from collections.abc import Callable, Iterable
 from typing import cast
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from copilot.jobs.models import ApiToken
+from copilot.jobs.tokens import user_for_key
 
-logger = logging.getLogger(__name__)
-
-#: Bytes of randomness in a new key (it is shown as about 43 URL-safe characters).
-KEY_BYTES = 32
 BEARER_PREFIX = "bearer "
-
-
-def token_hash(*, key: str) -> str:
-    """The SHA-256 (hex) under which a plain key is stored."""
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def api_token_create(*, user, name: str = "") -> tuple[ApiToken, str]:
-    """Make a new token for ``user``; returns the row and the plain key (shown once only)."""
-    key = secrets.token_urlsafe(KEY_BYTES)
-    token = ApiToken.objects.create(user=user, key_hash=token_hash(key=key), name=name)
-    logger.info("api token created id=%s user=%s", token.pk, user.pk)
-    return token, key
-
-
-def user_for_key(*, key: str):
-    """The active user a plain key belongs to (and note its use), or None."""
-    try:
-        token = ApiToken.objects.select_related("user").get(key_hash=token_hash(key=key))
-    except ApiToken.DoesNotExist:
-        return None
-    if not token.user.is_active:
-        return None
-    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
-    return token.user
 
 
 def json_error(*, status: int, detail: str, **headers: str) -> JsonResponse:

@@ -21,7 +21,7 @@ import pytest
 from django.test import Client
 
 from copilot.jobs.models import GenerationJob, JobEvent
-from copilot.web.api_auth import api_token_create
+from copilot.jobs.tokens import api_token_create
 from tests.support.live import free_port, run_server
 from tests.support.portal import portal_env, portal_process
 from tests.support.sse_client import follow

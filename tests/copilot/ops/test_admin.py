@@ -110,7 +110,7 @@ def test_job_page_actions_refuse_non_staff(client, user, job):
 
 
 def test_api_tokens_are_listed_read_only_and_revoked_by_deleting(client, django_user_model, user):
-    from copilot.web.api_auth import api_token_create, user_for_key
+    from copilot.jobs.tokens import api_token_create, user_for_key
 
     superuser = django_user_model.objects.create_superuser("root", password="root-pass-123")
     token, key = api_token_create(user=user, name="ci script")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from copilot.web.api_auth import api_token_create
+from copilot.jobs.tokens import api_token_create
 
 
 class Command(BaseCommand):
