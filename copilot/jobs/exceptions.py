@@ -5,7 +5,8 @@
     ├── JobLimitReached       the user already has the maximum number of active jobs
     ├── JobNotFound           no such job, or not one the caller may see
     ├── IllegalTransition     a state change the job's current state does not allow
-    └── LeaseLost             a runner tried to write a job it no longer holds
+    ├── LeaseLost             a runner tried to write a job it no longer holds
+    └── TokenExpired          an API key whose token's expiry has passed
 
 Agent Generator failures have their own tree in :mod:`agent_generator.exceptions`; the runner
 turns those into a job's ``error_type`` and ``error_message``.
@@ -46,3 +47,7 @@ class IllegalTransition(CopilotError):
 
 class LeaseLost(CopilotError):
     """A runner's lease on a job expired or was taken over; it must stop without writing."""
+
+
+class TokenExpired(CopilotError):
+    """The API key belongs to a token whose ``expires_at`` has passed."""

@@ -172,7 +172,8 @@ class ApiToken(models.Model):
     """A key a script sends as ``Authorization: Bearer <key>`` to use the JSON API as ``user``.
 
     Only the key's SHA-256 is stored (``key_hash``): the plain key is shown once, by
-    ``manage.py create_api_token``, and cannot be read back. Delete the row to revoke it.
+    ``manage.py create_api_token``, and cannot be read back. Delete the row to revoke it. A
+    token with ``expires_at`` stops working then; one without lasts until it is revoked.
     """
 
     user = models.ForeignKey(
@@ -182,9 +183,16 @@ class ApiToken(models.Model):
     name = models.CharField(max_length=100, blank=True, default="", help_text="A label.")
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the token stops working; empty: never."
+    )
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"API token {self.name or self.pk} of {self.user}"
+
+    def is_expired(self, *, now: datetime | None = None) -> bool:
+        """Whether ``expires_at`` has passed (never, without one)."""
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())

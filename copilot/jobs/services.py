@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -29,24 +30,43 @@ Status = GenerationJob.Status
 EventType = JobEvent.Type
 
 
+def _owner_locked(*, owner_id: int | None):
+    """The owner's row, locked until the transaction ends, so that two submits or retries at
+    once cannot both pass the active-jobs limit. Taken before any job's row (see job_retry)."""
+    if owner_id is None:
+        return None
+    return get_user_model().objects.select_for_update().filter(pk=owner_id).first()
+
+
+def _active_limit_check(*, owner) -> None:
+    """Raise JobLimitReached when ``owner`` has COPILOT_MAX_ACTIVE_JOBS_PER_USER active jobs."""
+    from django.conf import settings
+
+    limit = settings.COPILOT_MAX_ACTIVE_JOBS_PER_USER
+    active = GenerationJob.objects.active().filter(owner=owner).count()
+    if active >= limit:
+        raise JobLimitReached(
+            f"{owner} already has {active} active job(s); the limit is {limit}. "
+            "Wait for one to finish or cancel one."
+        )
+
+
+def _job_owner_id(job_id: uuid.UUID | str) -> int | None:
+    try:
+        return GenerationJob.objects.filter(pk=job_id).values_list("owner_id", flat=True).first()
+    except (ValueError, ValidationError):
+        return None  # not a job id: job_locked says so
+
+
 def job_submit(*, user, kind: str, payload: Mapping[str, Any]) -> GenerationJob:
     """Validate and store a new job for ``user``, then ask a runner to run it.
 
     Raises InvalidJobRequest (field errors) or JobLimitReached; stores nothing then.
     """
-    from django.conf import settings
-
     request = job_request_clean(kind=kind, payload=payload)
-    limit = settings.COPILOT_MAX_ACTIVE_JOBS_PER_USER
     with transaction.atomic():
-        # Lock the user's row so two submits at once cannot both pass the limit.
-        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
-        active = GenerationJob.objects.active().filter(owner=user).count()
-        if active >= limit:
-            raise JobLimitReached(
-                f"{user} already has {active} active job(s); the limit is {limit}. "
-                "Wait for one to finish or cancel one."
-            )
+        _owner_locked(owner_id=user.pk)
+        _active_limit_check(owner=user)
         job = GenerationJob.objects.create(owner=user, kind=kind, request=request)
         event = event_add(
             job=job,
@@ -86,12 +106,17 @@ def job_cancel(*, job_id: uuid.UUID | str, by) -> GenerationJob:
 def job_retry(*, job_id: uuid.UUID | str, by) -> GenerationJob:
     """Start a new attempt of a failed, timed-out or cancelled job (a new upstream job).
 
-    The earlier attempts' events stay in the log. Raises IllegalTransition otherwise.
+    The earlier attempts' events stay in the log. Raises IllegalTransition otherwise, and
+    JobLimitReached when its owner is at the active-jobs limit (a retry counts as a submit).
     """
     with transaction.atomic():
+        # The owner's row before the job's, as job_submit and a batch of retries (retry_jobs,
+        # in one transaction) take them: the other order could deadlock with such a batch.
+        owner = _owner_locked(owner_id=_job_owner_id(job_id))
         job = job_locked(job_id=job_id)
         if not job.is_retryable:
             raise IllegalTransition(job_id=job.id, current=job.status, requested="retried")
+        _active_limit_check(owner=owner)
         job = job_requeue(job=job, by=str(by)).job
         wake_on_commit(job_id=job.id)
     logger.info("job retried id=%s attempt=%s by=%s", job.id, job.attempt, by)

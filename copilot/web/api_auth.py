@@ -6,8 +6,11 @@ Without that header the request is the session's: Django's session login, and fo
 methods the same CSRF check Django's middleware makes for forms (``X-CSRFToken`` header).
 
 :func:`api_view` wraps a view with both, and answers failures as JSON: 401 when nobody is
-authenticated (or the token is unknown), 403 when the CSRF check fails, 405 for a method the
-view does not take.
+authenticated (or the token is unknown or expired), 403 when the CSRF check fails, 405 for a
+method the view does not take, 415 for a body that is not ``application/json`` (an empty
+body with no Content-Type is no body), 413 for one larger than ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
+The body's type and size are checked before the CSRF check, which would otherwise parse a
+form or multipart body (and fail on a multipart one the view then reads).
 """
 
 from __future__ import annotations
@@ -16,13 +19,17 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import cast
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
+from copilot.jobs.exceptions import TokenExpired
 from copilot.jobs.tokens import user_for_key
 
 BEARER_PREFIX = "bearer "
+JSON_TYPE = "application/json"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def json_error(*, status: int, detail: str, **headers: str) -> JsonResponse:
@@ -53,6 +60,37 @@ def _csrf_failure(request: HttpRequest) -> str | None:
     return cast("str | None", rejection)
 
 
+def body_too_large(*, size: int | None = None) -> JsonResponse:
+    """413, naming the limit (``DATA_UPLOAD_MAX_MEMORY_SIZE``)."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    said = f"{size:,} bytes" if size is not None else "too large"
+    return json_error(status=413, detail=f"The body is {said}; the limit is {limit:,} bytes.")
+
+
+def _content_length(request: HttpRequest) -> int:
+    try:
+        return max(int(request.META.get("CONTENT_LENGTH") or 0), 0)
+    except ValueError:
+        return 0
+
+
+def _body_refusal(request: HttpRequest) -> JsonResponse | None:
+    """415 for a body that is not JSON, 413 for one too large; neither reads the body."""
+    size = _content_length(request)
+    declared = bool(request.META.get("CONTENT_TYPE")) or size > 0
+    if declared and (request.content_type or "").lower() != JSON_TYPE:
+        sent = request.content_type or "no Content-Type"
+        return json_error(
+            status=415,
+            detail=f"Unsupported media type ({sent}); send {JSON_TYPE}.",
+            Accept_Post=JSON_TYPE,
+        )
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if limit is not None and size > limit:
+        return body_too_large(size=size)
+    return None
+
+
 def _bearer_key(request: HttpRequest) -> str | None:
     header = request.headers.get("Authorization", "")
     if header[: len(BEARER_PREFIX)].lower() != BEARER_PREFIX:
@@ -61,7 +99,8 @@ def _bearer_key(request: HttpRequest) -> str | None:
 
 
 def api_view(*, methods: Iterable[str]) -> Callable:
-    """Decorate a JSON API view: authenticate the caller, check CSRF for sessions, check method.
+    """Decorate a JSON API view: check the method, authenticate the caller, check the body's
+    type and size (unsafe methods), then CSRF for sessions.
 
     The view runs with ``request.user`` set to the token's user or the session's user.
     """
@@ -78,7 +117,15 @@ def api_view(*, methods: Iterable[str]) -> Callable:
                 )
             key = _bearer_key(request)
             if key is not None:
-                user = user_for_key(key=key) if key else None
+                try:
+                    user = user_for_key(key=key) if key else None
+                except TokenExpired:
+                    return json_error(
+                        status=401,
+                        detail="Token expired; ask for a new one.",
+                        WWW_Authenticate='Bearer error="invalid_token", '
+                        'error_description="The token expired"',
+                    )
                 if user is None:
                     return json_error(
                         status=401,
@@ -92,7 +139,9 @@ def api_view(*, methods: Iterable[str]) -> Callable:
                     detail="Authentication credentials were not provided.",
                     WWW_Authenticate="Bearer",
                 )
-            elif (reason := _csrf_failure(request)) is not None:
+            if request.method not in SAFE_METHODS and (refusal := _body_refusal(request)):
+                return refusal
+            if key is None and (reason := _csrf_failure(request)) is not None:
                 return json_error(status=403, detail=f"CSRF failed: {reason}")
             return view(request, *args, **kwargs)
 

@@ -13,7 +13,13 @@ from typing import Any
 from django import forms
 from django.template.defaultfilters import filesizeformat
 
-from copilot.jobs.job_requests import AGENT_FIELD, MAX_TEXT_CHARS, TEXT_FIELD
+from copilot.jobs.job_requests import (
+    AGENT_FIELD,
+    JSON_TOO_DEEP,
+    MAX_TEXT_CHARS,
+    TEXT_FIELD,
+    json_too_deep,
+)
 from copilot.jobs.models import GenerationJob
 
 Kind = GenerationJob.Kind
@@ -127,6 +133,8 @@ class NewJobForm(forms.Form):
 
 
 def _agent_from_json(raw: str | bytes, *, what: str) -> dict:
+    if json_too_deep(raw):
+        raise forms.ValidationError(f"{what} is too deeply nested: {JSON_TOO_DEEP}")
     try:
         value = json.loads(raw)
     except UnicodeDecodeError:

@@ -11,16 +11,30 @@ from datetime import timedelta
 
 from copilot.jobs.models import GenerationJob
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_DURATION = re.compile(r"^\s*([0-9]+)\s*([smhdw])\s*$")
+_SECONDS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
+#: The longest duration taken: dates this far from now are still dates (and it is plenty).
+MAX_DURATION = timedelta(days=36_500)
 
 
 def duration(text: str) -> timedelta:
-    """``90s``, ``15m``, ``24h``, ``30d`` or ``2w``."""
+    """``90s``, ``15m``, ``24h``, ``30d`` or ``2w`` (at most 36500d, about 100 years)."""
     match = _DURATION.match(text)
     if not match:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 15m, 24h or 30d")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    digits = match.group(1).lstrip("0")[:20]  # 20 digits of seconds is already far too long
+    seconds = int(digits or "0") * _SECONDS[match.group(2)]
+    if seconds > MAX_DURATION.total_seconds():
+        raise argparse.ArgumentTypeError(f"{text!r} is too long; the most is {MAX_DURATION.days}d")
+    return timedelta(seconds=seconds)
+
+
+def positive_duration(text: str) -> timedelta:
+    """A :func:`duration` longer than zero."""
+    value = duration(text)
+    if not value:
+        raise argparse.ArgumentTypeError(f"{text!r} is no time at all; give e.g. 90d")
+    return value
 
 
 def job_id(text: str) -> uuid.UUID:

@@ -4,18 +4,20 @@
     GET  /api/jobs/?status=&kind=&page=                                   -> 200 {"results", "next"}
     GET  /api/jobs/<id>/                                                  -> 200 job
     POST /api/jobs/<id>/cancel/                                           -> 200 job | 409
-    POST /api/jobs/<id>/retry/                                            -> 200 job | 409
+    POST /api/jobs/<id>/retry/                                            -> 200 job | 409 | 429
 
 A job is :func:`copilot.jobs.presenters.job_as_dict` (the same as ``submit_job --json``). Errors:
-400 ``{"errors": {field: message}}`` for a bad body or parameter, 401/403 (see
-:mod:`copilot.web.api_auth`), 404 ``{"detail": "Not found."}`` for an unknown job or someone
-else's, 409 for a change the job's state does not allow, 429 at the active-jobs limit.
+400 ``{"errors": {field: message}}`` for a bad body or parameter (JSON nested deeper than
+``MAX_JSON_DEPTH`` too), 401/403/405/413/415 (see :mod:`copilot.web.api_auth`), 404
+``{"detail": "Not found."}`` for an unknown job or someone else's, 409 for a change the job's
+state does not allow, 429 with ``Retry-After`` at the active-jobs limit (a submit or a retry).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 
 from django.core.exceptions import RequestDataTooBig
@@ -29,19 +31,38 @@ from copilot.jobs.exceptions import (
     JobLimitReached,
     JobNotFound,
 )
+from copilot.jobs.job_requests import JSON_TOO_DEEP, json_too_deep
 from copilot.jobs.models import GenerationJob
 from copilot.jobs.presenters import job_as_dict
 from copilot.jobs.selectors import job_get
-from copilot.web.api_auth import api_view, json_error
+from copilot.web.api_auth import api_view, body_too_large, json_error
 
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
+#: The last page number taken (50 million jobs in): larger numbers are a 400, not a query.
+MAX_PAGE = 1_000_000
+#: ASCII digits only: ``str.isdigit`` and ``int`` take other scripts' digits (and isdigit "²").
+_PAGE = re.compile(r"[0-9]{1,7}")
+#: Seconds a client is told to wait at the active-jobs limit (jobs take minutes).
+LIMIT_RETRY_AFTER_SECONDS = 60
 NOT_FOUND = "Not found."
 
 
 def _field_errors(errors: dict[str, str]) -> JsonResponse:
     return JsonResponse({"errors": errors}, status=400)
+
+
+def _limit_reached(exc: JobLimitReached) -> JsonResponse:
+    return json_error(status=429, detail=str(exc), Retry_After=str(LIMIT_RETRY_AFTER_SECONDS))
+
+
+def _page_number(text: str) -> int | None:
+    """The page number ``text`` names (1 to MAX_PAGE, ASCII digits), or None."""
+    if not _PAGE.fullmatch(text):
+        return None
+    number = int(text)
+    return number if 1 <= number <= MAX_PAGE else None
 
 
 def _job(request: HttpRequest, job_id: str) -> GenerationJob:
@@ -68,17 +89,17 @@ def _job_list(request: HttpRequest) -> JsonResponse:
             found = found.filter(**{name: value})
         elif value:
             errors[name] = f"Unknown {name} {value!r}; use one of {', '.join(choices.values)}."
-    page = request.GET.get("page", "1")
-    if not page.isdigit() or int(page) < 1:
-        errors["page"] = "Must be a whole number from 1."
-    if errors:
+    page = _page_number(request.GET.get("page", "1"))
+    if page is None:
+        errors["page"] = f"Must be a whole number from 1 to {MAX_PAGE:,}."
+    if errors or page is None:
         return _field_errors(errors)
-    start = (int(page) - 1) * PAGE_SIZE
+    start = (page - 1) * PAGE_SIZE
     batch = list(found[start : start + PAGE_SIZE + 1])
     next_url = None
-    if len(batch) > PAGE_SIZE:
+    if len(batch) > PAGE_SIZE and page < MAX_PAGE:
         query = request.GET.copy()
-        query["page"] = str(int(page) + 1)
+        query["page"] = str(page + 1)
         next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
     return JsonResponse(
         {"results": [job_as_dict(job) for job in batch[:PAGE_SIZE]], "next": next_url}
@@ -87,9 +108,13 @@ def _job_list(request: HttpRequest) -> JsonResponse:
 
 def _job_create(request: HttpRequest) -> JsonResponse:
     try:
-        body = json.loads(request.body or b"")
-    except RequestDataTooBig:
-        return _field_errors({"body": "The body is too large."})
+        raw = request.body
+    except RequestDataTooBig:  # chunked, with no Content-Length for api_view to check
+        return body_too_large()
+    if json_too_deep(raw):
+        return _field_errors({"body": JSON_TOO_DEEP})
+    try:
+        body = json.loads(raw or b"")
     except ValueError as exc:
         return _field_errors({"body": f"Not valid JSON: {exc}."})
     if not isinstance(body, dict):
@@ -102,7 +127,7 @@ def _job_create(request: HttpRequest) -> JsonResponse:
     except InvalidJobRequest as exc:
         return _field_errors(exc.errors)
     except JobLimitReached as exc:
-        return json_error(status=429, detail=str(exc))
+        return _limit_reached(exc)
     response = JsonResponse(job_as_dict(job), status=201)
     response["Location"] = reverse("api_job", kwargs={"job_id": job.id})
     return response
@@ -125,6 +150,8 @@ def _change(request: HttpRequest, job_id: str, *, service) -> JsonResponse:
         return json_error(status=404, detail=NOT_FOUND)
     except IllegalTransition as exc:
         return json_error(status=409, detail=f"Not allowed: {exc}.")
+    except JobLimitReached as exc:
+        return _limit_reached(exc)
     return JsonResponse(job_as_dict(changed))
 
 

@@ -198,6 +198,8 @@ def job_retry(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
         job = services.job_retry(job_id=job.id, by=request.user)
     except IllegalTransition:
         messages.warning(request, "Only a failed, timed-out or stopped job can be retried.")
+    except JobLimitReached as exc:
+        messages.error(request, f"Not retried: {exc}")
     else:
         messages.success(request, f"Retrying: attempt {job.attempt} is queued.")
     return redirect("job_detail", job_id=job.id)

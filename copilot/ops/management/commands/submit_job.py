@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 
 from copilot.jobs import services
 from copilot.jobs.exceptions import CopilotError, InvalidJobRequest
-from copilot.jobs.job_requests import AGENT_FIELD, TEXT_FIELD
+from copilot.jobs.job_requests import AGENT_FIELD, JSON_TOO_DEEP, TEXT_FIELD, json_too_deep
 from copilot.jobs.models import GenerationJob
 from copilot.jobs.presenters import event_line, job_as_dict
 from copilot.jobs.selectors import events_after, job_get
@@ -99,9 +99,15 @@ class Command(OperatorCommand):
         if path is None:
             raise CommandError("--agent-json FILE is required for update and customize")
         try:
-            return json_load(path)
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+        except ValueError as exc:  # not UTF-8
+            raise CommandError(f"{path} is not JSON: {exc}") from None
+        if json_too_deep(text):
+            raise CommandError(f"{path} is too deeply nested: {JSON_TOO_DEEP}")
+        try:
+            return json.loads(text)
         except ValueError as exc:
             raise CommandError(f"{path} is not JSON: {exc}") from None
 
@@ -123,10 +129,6 @@ class Command(OperatorCommand):
         finally:
             if thread is not None:
                 thread.stop()
-
-
-def json_load(path: Path) -> object:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _json_dumps(value: object) -> str:
