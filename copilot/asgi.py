@@ -1,9 +1,11 @@
 """ASGI entry point: ``daphne copilot.asgi:application`` (and ``manage.py runserver``).
 
-Routes HTTP to Django, the embedded reference Agent Generator (when configured) to its own
-app under ``/agent-generator/``, and the ``agent-generator`` channel to the job runner's
-consumer. When the runner lives in the web process (no shared channel layer), it starts
-here, at import, which every ASGI server does on start-up; see :mod:`copilot.runner.runner`.
+Routes HTTP to Django, the embedded reference Agent Generator (when configured, DEBUG only)
+to its own app under ``/agent-generator/``, and the ``agent-generator`` channel to the job
+runner's consumer. When the runner lives in the web process (no shared channel layer), it
+starts here, at import, which every ASGI server does on start-up; see
+:mod:`copilot.runner.runner`. Before that, with DEBUG off, the process refuses to serve a
+database where the demo login works (:mod:`copilot.ops.startup`).
 """
 
 import gc
@@ -23,8 +25,14 @@ except ConfigError as exc:
 
 from django.conf import settings
 
+from copilot.ops.startup import refuse_demo_login
 from copilot.routing import build_application
 from copilot.runner.thread import RunnerThread
+
+try:
+    refuse_demo_login()  # with DEBUG off, never serve a database where demo / demo logs in
+except ConfigError as exc:
+    sys.exit(f"configuration error: {exc}")
 
 application = build_application(django_asgi_app)
 

@@ -3,19 +3,22 @@
 Every setting comes from an environment variable (or a ``.env`` file beside ``manage.py``)
 through django-environ's readers (``Env.str``, ``Env.bool``, ``Env.int``, ``Env.list``,
 ``Env.db_url_config``), and every one has a default that serves one machine: SQLite, the
-in-memory channel layer, the job runner and the reference Agent Generator inside the web
-process. The README's settings table lists them all; ``.env.example`` mirrors it.
+in-memory channel layer, the job runner and (with ``DEBUG`` on) the reference Agent Generator
+inside the web process. The README's settings table lists them all; ``.env.example`` mirrors it.
 
 What django-environ does not check is checked here: boolean words, ``auto``, numbers (ranges,
-and floats, which ``Env.float`` misreads), URL schemes and the log level. Bad values stop
-start-up with :class:`ConfigError`, whose message is one line saying which variable is wrong
-and what to put there. ``manage.py`` and ``copilot.asgi`` print that line and exit with status
-1 instead of a traceback.
+and floats, which ``Env.float`` misreads), URL schemes, origins, header names and the log
+level; and that nothing meant for development runs with ``DEBUG`` off (a missing
+``SECRET_KEY``, the embedded Agent Generator). Bad values stop start-up with
+:class:`ConfigError`, whose message is one line saying which variable is wrong and what to put
+there. ``manage.py`` and ``copilot.asgi`` print that line and exit with status 1 instead of a
+traceback.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +78,20 @@ class PortalConfig:
     max_active_jobs_per_user: int
     heartbeat_seconds: float
     stream_max_seconds: float
+    max_streams_per_user: int
+    login_failure_limit: int
+    login_cooloff_minutes: float
     log_level: str
+    # Behind a TLS proxy (docs/deploy.md, "Production checklist"); each is Django's setting
+    # of the same name in upper case.
+    csrf_trusted_origins: list[str]
+    secure_proxy_ssl_header: tuple[str, str] | None
+    secure_ssl_redirect: bool
+    secure_hsts_seconds: int
+    secure_hsts_include_subdomains: bool
+    secure_hsts_preload: bool
+    session_cookie_secure: bool
+    csrf_cookie_secure: bool
 
 
 #: The words a boolean setting accepts, in any case. ``Env.bool`` reads every other word as
@@ -83,6 +99,16 @@ class PortalConfig:
 _BOOLEAN_WORDS = frozenset({"1", "true", "yes", "on", "0", "false", "no", "off"})
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+#: An origin as Django's CSRF_TRUSTED_ORIGINS takes it: scheme://host[:port], nothing after
+#: (a host may start with ``*.`` for its subdomains, or be an IPv6 address in brackets).
+_ORIGIN = re.compile(
+    r"https?://(\*\.)?([a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?", re.IGNORECASE
+)
+
+#: An HTTP header name as it reaches Django over ASGI: Django drops headers whose name has an
+#: underscore (so they cannot pose as another), hence letters, digits and single hyphens.
+_HEADER_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*", re.IGNORECASE)
 
 
 def _reader(env: Mapping[str, str]) -> environ.Env:
@@ -140,6 +166,35 @@ def _number(
     if not math.isfinite(value) or value < minimum:
         raise ConfigError(f"{name}={raw!r} must be a finite number of at least {minimum:g}.")
     return value
+
+
+def _origins(reader: environ.Env, name: str) -> list[str]:
+    """``Env.list`` of origins, each ``scheme://host[:port]`` (see :data:`_ORIGIN`)."""
+    origins = [o for o in reader.list(name, cast=str.strip, default=[]) if o]
+    for origin in origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise ConfigError(
+                f"{name}: {origin!r} is not an origin: use scheme://host[:port], comma-separated "
+                "(e.g. https://portal.example.com), with no path, not even a trailing /."
+            )
+    return origins
+
+
+def _proxy_ssl_header(reader: environ.Env, name: str) -> tuple[str, str] | None:
+    """Django's ``SECURE_PROXY_SSL_HEADER`` from a header's name; unset or blank: None.
+
+    ``X-Forwarded-Proto`` gives ``("HTTP_X_FORWARDED_PROTO", "https")``: a request carrying
+    that header with the value ``https`` counts as secure.
+    """
+    raw = reader.str(name, default="")
+    if not raw:
+        return None
+    if not _HEADER_NAME.fullmatch(raw):
+        raise ConfigError(
+            f"{name}={raw!r} is not a header name: give the name of the header your TLS proxy "
+            "sets to https, e.g. X-Forwarded-Proto."
+        )
+    return ("HTTP_" + raw.upper().replace("-", "_"), "https")
 
 
 def database_config(url: str, *, name: str = "DATABASE_URL", pool_size: int = 0) -> dict[str, Any]:
@@ -221,6 +276,13 @@ def load(env: Mapping[str, str], *, base_dir: Path) -> PortalConfig:
         raise ConfigError(
             f"AGENT_GENERATOR_URL={generator_url!r} must be an http(s) URL or 'embedded'."
         )
+    if generator_url == EMBEDDED_AGENT_GENERATOR and not debug:
+        # Its jobs live in this process's memory, and it would be served to the world.
+        raise ConfigError(
+            "AGENT_GENERATOR_URL is 'embedded' (the default) and DEBUG is off: the embedded "
+            "reference service is for development; point AGENT_GENERATOR_URL at your Agent "
+            "Generator, or at `python -m agent_generator.reference --port 8001` for a demo."
+        )
     in_process = _auto_bool(reader, "COPILOT_RUNNER_IN_PROCESS")
     config = PortalConfig(
         debug=debug,
@@ -259,7 +321,26 @@ def load(env: Mapping[str, str], *, base_dir: Path) -> PortalConfig:
         ),
         heartbeat_seconds=_number(reader, "COPILOT_HEARTBEAT_SECONDS", 15, minimum=0.01),
         stream_max_seconds=_number(reader, "COPILOT_STREAM_MAX_SECONDS", 240, minimum=0.1),
+        max_streams_per_user=_number(
+            reader, "COPILOT_MAX_STREAMS_PER_USER", 20, minimum=1, integer=True
+        ),
+        # Failed logins for one username before its logins are refused (django-axes), and
+        # for how long; see the AXES_* settings.
+        login_failure_limit=_number(
+            reader, "COPILOT_LOGIN_FAILURE_LIMIT", 5, minimum=1, integer=True
+        ),
+        login_cooloff_minutes=_number(reader, "COPILOT_LOGIN_COOLOFF_MINUTES", 15, minimum=0.1),
         log_level=reader.str("LOG_LEVEL", default="INFO").upper(),
+        csrf_trusted_origins=_origins(reader, "CSRF_TRUSTED_ORIGINS"),
+        secure_proxy_ssl_header=_proxy_ssl_header(reader, "SECURE_PROXY_SSL_HEADER"),
+        secure_ssl_redirect=_bool(reader, "SECURE_SSL_REDIRECT", False),
+        secure_hsts_seconds=_number(reader, "SECURE_HSTS_SECONDS", 0, minimum=0, integer=True),
+        secure_hsts_include_subdomains=_bool(reader, "SECURE_HSTS_INCLUDE_SUBDOMAINS", False),
+        secure_hsts_preload=_bool(reader, "SECURE_HSTS_PRELOAD", False),
+        # Secure cookies go back over HTTPS only: on wherever DEBUG is off, since a plain-http
+        # development server (`make run`) could not keep a session with them.
+        session_cookie_secure=_bool(reader, "SESSION_COOKIE_SECURE", not debug),
+        csrf_cookie_secure=_bool(reader, "CSRF_COOKIE_SECURE", not debug),
     )
     if config.agent_generator_poll_max_interval < config.agent_generator_poll_interval:
         raise ConfigError(

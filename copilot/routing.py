@@ -6,6 +6,7 @@ from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
 from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+from django.http.request import split_domain_port, validate_host
 from django.urls import path, re_path
 
 from copilot.runner.upstream import EMBEDDED_AGENT_GENERATOR, EMBEDDED_MOUNT, embedded_service
@@ -28,6 +29,41 @@ class PrefixMount:
         return await self.default(scope, receive, send)
 
 
+class AllowedHostsOnly:
+    """``app`` for requests whose ``Host`` is in ``ALLOWED_HOSTS``; 400 for the others.
+
+    Django checks the host of its own views (``request.get_host()``); an ASGI app mounted
+    beside it does not, so a page on another site could reach it through DNS rebinding. Same
+    rule as Django's: with DEBUG on and no ALLOWED_HOSTS, localhost's names only.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if _host_allowed(scope):
+            return await self.app(scope, receive, send)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 400,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"Bad Request: Host not allowed\n"})
+
+
+def _host_allowed(scope) -> bool:
+    hosts = [value for name, value in scope.get("headers", ()) if name.lower() == b"host"]
+    if len(hosts) != 1:
+        return False
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    domain, _port = split_domain_port(hosts[0].decode("latin-1"))
+    return bool(domain) and validate_host(domain, allowed)
+
+
 def build_application(django_app):
     # The portal's few static files (CSS, stream.js) are served by the app itself, so any
     # ASGI server shows a working page; behind nginx, `collectstatic` and a /static/ location
@@ -45,6 +81,9 @@ def build_application(django_app):
             re_path(r"", django_app),
         ]
     )
-    if settings.AGENT_GENERATOR_URL == EMBEDDED_AGENT_GENERATOR:
-        http = PrefixMount(prefix=EMBEDDED_MOUNT, app=embedded_service(), default=http)
+    # The embedded reference service, to look at while developing: never with DEBUG off
+    # (where copilot.config refuses it anyway), and only for this site's own host names.
+    if settings.DEBUG and settings.AGENT_GENERATOR_URL == EMBEDDED_AGENT_GENERATOR:
+        app = AllowedHostsOnly(embedded_service())
+        http = PrefixMount(prefix=EMBEDDED_MOUNT, app=app, default=http)
     return ProtocolTypeRouter({"http": http})

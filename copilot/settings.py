@@ -5,9 +5,11 @@ README's settings table). This module only arranges those values the way Django 
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp import constants as _csp
 
 from copilot import config as _config
 
@@ -33,17 +35,20 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",  # login throttling (django-axes): see AXES_* below
     "channels",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "copilot.web.csp.PageNonceCSPMiddleware",  # Content-Security-Policy, see below
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: a refused login becomes the lockout page
 ]
 
 ROOT_URLCONF = "copilot.urls"
@@ -80,6 +85,27 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
 
+# Login throttling (django-axes), on the portal's and the admin's login forms: after
+# COPILOT_LOGIN_FAILURE_LIMIT failures for one username, that username's logins are refused,
+# even with the right password, until COPILOT_LOGIN_COOLOFF_MINUTES after its last counted
+# failure (or `manage.py axes_reset_username NAME`). By username only, never by IP: behind
+# the balancer every client has the proxy's address, so an IP lock would lock out everyone.
+# AxesBackend (a ModelBackend) checks first and authenticates nobody; ModelBackend logs in.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = CONFIG.login_failure_limit
+AXES_COOLOFF_TIME = timedelta(minutes=CONFIG.login_cooloff_minutes)
+AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_RESET_ON_SUCCESS = True  # a successful login starts the count again
+# Tries while locked out are refused but not counted, so they do not push the end further.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "copilot.web.login_throttle.lockout_response"  # the login page, 429
+AXES_ENABLE_ADMIN = False  # copilot.ops.admin registers its own, for every staff member
+# axes.W006 asks for ip_address among the lockout parameters; see above for why not.
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -94,6 +120,34 @@ CSRF_COOKIE_HTTPONLY = False  # the JSON API's session clients read it to send X
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# Behind a TLS proxy (docs/deploy.md, "Production checklist"). SECURE_PROXY_SSL_HEADER is
+# ("HTTP_X_FORWARDED_PROTO", "https") for SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto, or None.
+CSRF_TRUSTED_ORIGINS = CONFIG.csrf_trusted_origins
+SECURE_PROXY_SSL_HEADER = CONFIG.secure_proxy_ssl_header
+SECURE_SSL_REDIRECT = CONFIG.secure_ssl_redirect
+SECURE_HSTS_SECONDS = CONFIG.secure_hsts_seconds
+SECURE_HSTS_INCLUDE_SUBDOMAINS = CONFIG.secure_hsts_include_subdomains
+SECURE_HSTS_PRELOAD = CONFIG.secure_hsts_preload
+SESSION_COOKIE_SECURE = CONFIG.session_cookie_secure  # default: on when DEBUG is off
+CSRF_COOKIE_SECURE = CONFIG.csrf_cookie_secure  # default: on when DEBUG is off
+
+# The Content-Security-Policy of every response (django-csp; nonce: copilot.web.csp). Scripts and
+# styles come from this origin, inline ones only with the response's nonce; no style=""
+# attributes, eval, plugins, framing, or forms and <base> pointing elsewhere.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [_csp.SELF],
+        "script-src": [_csp.SELF, _csp.NONCE],
+        "style-src": [_csp.SELF, _csp.NONCE],
+        "img-src": [_csp.SELF],
+        "connect-src": [_csp.SELF],  # the job page's event stream is same-origin
+        "object-src": [_csp.NONE],
+        "base-uri": [_csp.SELF],
+        "form-action": [_csp.SELF],
+        "frame-ancestors": [_csp.NONE],
+    },
+}
+
 # The Agent Generator and the job runner (see copilot.config for what each one does).
 AGENT_GENERATOR_URL = CONFIG.agent_generator_url
 AGENT_GENERATOR_REQUEST_TIMEOUT = CONFIG.agent_generator_request_timeout
@@ -107,6 +161,7 @@ COPILOT_RUNNER_IN_PROCESS = CONFIG.runner_in_process
 COPILOT_MAX_ACTIVE_JOBS_PER_USER = CONFIG.max_active_jobs_per_user
 COPILOT_HEARTBEAT_SECONDS = CONFIG.heartbeat_seconds
 COPILOT_STREAM_MAX_SECONDS = CONFIG.stream_max_seconds
+COPILOT_MAX_STREAMS_PER_USER = CONFIG.max_streams_per_user
 
 LOGGING = {
     "version": 1,

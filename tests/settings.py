@@ -11,6 +11,10 @@ os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-" +
 os.environ.setdefault("COPILOT_RUNNER_IN_PROCESS", "false")
 os.environ.setdefault("AGENT_GENERATOR_POLL_INTERVAL", "0.05")
 os.environ.setdefault("AGENT_GENERATOR_POLL_MAX_INTERVAL", "0.2")
+# DEBUG is off here, where the embedded Agent Generator is refused. No test reaches the URL of
+# the settings: tests that need an Agent Generator build a client for theirs or start one and
+# set the URL. Port 9 (discard) has nothing listening, so a stray call fails at once.
+os.environ.setdefault("AGENT_GENERATOR_URL", "http://127.0.0.1:9")
 
 from copilot.settings import *  # noqa: F403
 from copilot.settings import BASE_DIR, DATABASES
@@ -20,3 +24,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-{os.getpid()}.sqlite3")}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
+# Login throttling stays on in tests, as in production. Its backend refuses an authenticate()
+# with no request, as Client.login() makes: log in with client.force_login(user), or POST to
+# the login page (tests/copilot/web/test_login_throttle.py). Failed logins count per username.

@@ -2,20 +2,25 @@
 
 Jobs and events are written by machines (the runner, the services), so the admin shows them
 read-only; the only changes it makes are the Retry and Cancel actions, through the services.
+Login lockouts (django-axes' records) are shown the same way, with a Lift action.
 """
 
 from __future__ import annotations
 
+from axes.models import AccessAttempt, AccessLog
+from axes.utils import reset as axes_reset
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten, flatten_fieldsets
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from copilot.jobs import services
-from copilot.jobs.exceptions import CopilotError
+from copilot.jobs.exceptions import CopilotError, JobLimitReached
 from copilot.jobs.models import ApiToken, GenerationJob, JobEvent
 from copilot.web.display import format_elapsed, pretty_json
 
@@ -25,7 +30,8 @@ def json_pre(value: object) -> str:
     if value in (None, {}, []):
         return "—"
     text = pretty_json(value, sort_keys=True)
-    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text)
+    # Styled by static/copilot/admin.css (a style="" attribute would break the CSP).
+    return format_html('<pre class="copilot-json-pre">{}</pre>', text)
 
 
 class ReadOnlyMixin:
@@ -99,12 +105,16 @@ class GenerationJobAdmin(ReadOnlyMixin, admin.ModelAdmin):
             try:
                 service(job_id=job.id, by=request.user)
                 done += 1
+            except JobLimitReached as exc:  # names the owner; say which job too
+                refused.append(f"job {job.id}: {exc}")
             except CopilotError as exc:
                 refused.append(str(exc))
         if done:
             self.message_user(request, f"{verb} {done} job(s).", messages.SUCCESS)
         for reason in refused:
-            self.message_user(request, f"Not {verb.lower()}: {reason}.", messages.WARNING)
+            self.message_user(
+                request, f"Not {verb.lower()}: {reason.rstrip('.')}.", messages.WARNING
+            )
 
     def get_urls(self):
         view = self.admin_site.admin_view
@@ -139,21 +149,96 @@ class GenerationJobAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
-    """API tokens: staff see who holds one and when it was last used, and revoke by deleting.
+class ApiTokenAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """API tokens: staff see who holds one, when it was last used and when it expires, and
+    revoke one by deleting it.
 
     Tokens are made only by ``manage.py create_api_token`` (the key is shown once, never
-    stored), so the admin cannot add or change one.
+    stored), so the admin cannot add or change one. Whoever may view tokens (every active
+    staff member, as for job history) may also revoke them: revoking only takes access away.
     """
 
-    list_display = ["name", "user", "created_at", "last_used_at"]
+    list_display = ["name", "user", "created_at", "last_used_at", "expires", "expired"]
     list_filter = [("user", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "user__username"]
-    readonly_fields = ["user", "name", "created_at", "last_used_at"]
+    readonly_fields = ["user", "name", "created_at", "last_used_at", "expires_at"]
     exclude = ["key_hash"]
 
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_staff
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self.has_view_permission(request, obj)
+
+    @admin.display(description="expires", ordering="expires_at", empty_value="never")
+    def expires(self, token: ApiToken):
+        return token.expires_at
+
+    @admin.display(description="expired", boolean=True)
+    def expired(self, token: ApiToken) -> bool:
+        return token.is_expired()
+
+
+class StaffModuleMixin(ReadOnlyMixin):
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_staff
+
+
+@admin.register(AccessAttempt)
+class LoginFailureAdmin(StaffModuleMixin, admin.ModelAdmin):
+    """Failed logins per username (django-axes), read-only, with the Lift action.
+
+    Lifting removes the username's failures, as ``manage.py axes_reset_username NAME`` does:
+    its next login is checked afresh. Every staff member may lift, as they may retry a job.
+    """
+
+    list_display = [
+        "username",
+        "failures_since_start",
+        "locked_out",
+        "attempt_time",
+        "ip_address",
+        "path_info",
+    ]
+    list_filter = ["attempt_time", "path_info"]
+    search_fields = ["username"]
+    date_hierarchy = "attempt_time"
+    ordering = ["-attempt_time"]
+    fields = [
+        "username",
+        "failures_since_start",
+        "attempt_time",
+        "path_info",
+        "ip_address",
+        "user_agent",
+        "http_accept",
+    ]
+    readonly_fields = flatten(fields)
+    actions = ["lift_lockouts"]
+
+    @admin.display(description="locked out", boolean=True)
+    def locked_out(self, attempt: AccessAttempt) -> bool:
+        """At the limit within the cool-off (django-axes adds up a username's rows: usually one)."""
+        recent = attempt.attempt_time >= timezone.now() - settings.AXES_COOLOFF_TIME
+        return recent and attempt.failures_since_start >= settings.AXES_FAILURE_LIMIT
+
+    @admin.action(description="Lift the lockout of the selected usernames")
+    def lift_lockouts(self, request: HttpRequest, queryset: QuerySet) -> None:
+        # Never None: django-axes' reset with no username would remove everyone's failures.
+        usernames = sorted({name for name in queryset.values_list("username", flat=True) if name})
+        for username in usernames:
+            axes_reset(username=username)
+        self.message_user(request, f"Lifted: {', '.join(usernames)}.", messages.SUCCESS)
+
+
+@admin.register(AccessLog)
+class LoginLogAdmin(StaffModuleMixin, admin.ModelAdmin):
+    """Successful logins and their logouts (django-axes), read-only."""
+
+    list_display = ["username", "attempt_time", "logout_time", "ip_address", "path_info"]
+    list_filter = ["attempt_time", "path_info"]
+    search_fields = ["username"]
+    date_hierarchy = "attempt_time"
+    ordering = ["-attempt_time"]
+    fields = ["username", "attempt_time", "logout_time", "path_info", "ip_address", "user_agent"]
+    readonly_fields = flatten(fields)

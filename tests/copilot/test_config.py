@@ -180,7 +180,8 @@ def test_bad_values_are_refused_with_one_line_naming_the_variable(tmp_path, env,
     ],
 )
 def test_booleans_accept_the_eight_words(tmp_path, raw, expected):
-    config = load({"DEBUG": raw, "SECRET_KEY": "k" * 50}, base_dir=tmp_path)
+    env = {"DEBUG": raw, "SECRET_KEY": "k" * 50, "AGENT_GENERATOR_URL": "http://generator"}
+    config = load(env, base_dir=tmp_path)
     assert config.debug is expected
 
 
@@ -253,7 +254,13 @@ def test_values_are_read_as_written_even_with_a_dollar(tmp_path):
     # django-environ alone reads "$NAME" as the value of the variable NAME (and "X=$X" recurses).
     key = "$k" + "k" * 48 + r"\$"
     config = load(
-        {"SECRET_KEY": f" {key} ", "ALLOWED_HOSTS": "$HOME", "HOME": "/root"}, base_dir=tmp_path
+        {
+            "SECRET_KEY": f" {key} ",
+            "ALLOWED_HOSTS": "$HOME",
+            "HOME": "/root",
+            "AGENT_GENERATOR_URL": "http://generator",
+        },
+        base_dir=tmp_path,
     )
     assert config.secret_key == key
     assert config.allowed_hosts == ["$HOME"]

@@ -46,6 +46,14 @@ def portal_env(**overrides: str) -> dict[str, str]:
             "AGENT_GENERATOR_POLL_MAX_INTERVAL": "0.2",
             "AGENT_GENERATOR_REQUEST_TIMEOUT": "5",
             "LOG_LEVEL": "INFO",
+            # DEBUG is off, where the embedded Agent Generator is refused: a test that needs
+            # one starts it and passes its URL; nothing listens on port 9 (discard).
+            "AGENT_GENERATOR_URL": "http://127.0.0.1:9",
+            # Test servers speak plain http, and with DEBUG off cookies are Secure by default,
+            # which httpx and browsers never send back over http: no session would survive.
+            # Only tests of the TLS settings (tests/copilot/test_production.py) turn them on.
+            "SESSION_COOKIE_SECURE": "false",
+            "CSRF_COOKIE_SECURE": "false",
         }
     )
     env.update(overrides)

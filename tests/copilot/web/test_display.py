@@ -48,7 +48,7 @@ def test_admin_json_pre_shows_a_dash_for_nothing(empty):
 def test_admin_json_pre_wraps_the_sorted_text_escaped():
     value = {"z": "<script>", "a": "é"}
     assert json_pre(value) == (
-        '<pre style="white-space: pre-wrap; margin: 0">'
+        '<pre class="copilot-json-pre">'  # styled by static/copilot/admin.css, not style=""
         "{\n  &quot;a&quot;: &quot;é&quot;,\n  &quot;z&quot;: &quot;&lt;script&gt;&quot;\n}"
         "</pre>"
     )

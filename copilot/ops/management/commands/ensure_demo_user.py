@@ -1,4 +1,7 @@
-"""``manage.py ensure_demo_user``: the demo login that ``make run`` offers, in DEBUG only."""
+"""``manage.py ensure_demo_user``: the demo login that ``make run`` offers, in DEBUG only.
+
+With DEBUG off, servers refuse to start while this login works (:mod:`copilot.ops.startup`).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-DEMO_USERNAME = "demo"
-DEMO_PASSWORD = "demo"
+from copilot.ops.startup import DEMO_PASSWORD, DEMO_USERNAME
 
 
 class Command(BaseCommand):

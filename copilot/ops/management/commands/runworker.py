@@ -22,6 +22,7 @@ from channels.management.commands import runworker
 from django.core.management.base import CommandError
 
 from copilot.jobs.messaging import RUNNER_CHANNEL
+from copilot.ops.startup import refuse_demo_login
 from copilot.runner.consumer import runner_serve
 from copilot.runner.runner import Runner
 from copilot.runner.thread import loop_factory
@@ -43,6 +44,7 @@ class Command(runworker.Command):
         channel_layer = get_channel_layer(layer)
         if channel_layer is None:
             raise CommandError("You do not have any CHANNEL_LAYERS configured.")
+        refuse_demo_login()  # ConfigError: one line from manage.py, exit status 1
         with asyncio.Runner(loop_factory=loop_factory()) as loop_runner:
             loop_runner.run(_serve(channel_layer=channel_layer))
 
