@@ -59,7 +59,47 @@ or ``name=value`` (S: seconds, may be fractional; N: a count)::
     the submit answers ``{"job_id": "../../etc", ...}``.
 
 An unknown fault name, or a bad value, on a submit answers 400 with
-``errors["X-Reference-Fault"]``; in the settings it raises ``ValueError``.
+``errors["X-Reference-Fault"]``; in the settings it raises ``ValueError``. A header may
+ask for at most ``max_fault_seconds`` (default 3600) seconds of any fault (``duration``,
+``slow-poll``, ``slow-submit``, ``retry-after``): a job is kept no longer than that plus
+``ttl_seconds``, and a request held no longer. Faults never block the event loop: delays
+are ``asyncio`` waits (that end when the client hangs up), and a job's ``duration`` is only
+a timeline, nothing runs during it.
+
+Limits
+------
+Every submit is checked against stated limits before any work is done on it; one over a
+limit answers ``400 {"detail": "Over the limit max_nodes: at most 500 nodes.", "errors":
+{field: "At most 500 nodes; it has 501."}}`` (the ``detail`` names the setting) and makes
+no job. All are ``ReferenceSettings`` fields (``--max-nodes`` and so on on the command
+line). The defaults are far above any agent the portal sends (a generated agent has one
+node per step, a handful; a person may paste at most 1 MiB of agent, and write at most
+10,000 characters of text) and small enough that the largest request is worked out in a
+fraction of a second (``bench/reference_edits.py``: about 10 ms for an agent at the
+limits, under 0.3 s for the worst 20,000-character texts found):
+
+``max_body_bytes`` = 2 MiB
+    the body, refused from its ``Content-Length`` or as soon as the bytes read pass it
+    (the rest is never read): twice the largest agent the portal lets a person paste.
+``max_json_depth`` = 32
+    nesting of arrays and objects in the body, measured on the raw text before parsing
+    (a request with an agent nests about 6 deep, plus what its inputs hold).
+``max_nodes`` = 500, ``max_links`` = 2,000
+    nodes and links of the agent sent (and of ``instructions.steps``); an edit that would
+    make an agent over them (removing a node joins each of its sources to each of its
+    sinks) is refused as soon as it gets there, named under the request's text field.
+``max_text_chars`` = 20,000
+    the description, goal, change request, or all step descriptions together: twice what
+    the portal sends.
+``max_edits`` = 50
+    changes in one update or template-modification request (clauses such as "add ...;
+    remove ..."); each is one pass over the agent.
+
+Within them the work is linear in the agent and the text: nodes and links are found by
+id or by one pass, never by scanning a list per item, and no pattern rescans a run of
+text from each of its characters (see ``edits.py``, ``text.py``, ``extract.py``). The
+agent is worked out in a worker thread, so the event loop answers other requests
+meanwhile.
 
 Other rules: a job's state depends only on the time since submit (``queued`` for 5 %,
 then 4-5 named phases, then ``completed``); ``progress`` changes only at those boundaries.
@@ -67,7 +107,8 @@ then 4-5 named phases, then ``completed``); ``progress`` changes only at those b
 changes, the job is cancelled, or N seconds pass; a terminal job answers at once.
 ``DELETE`` freezes a running job as ``cancelled`` (a job that already ended keeps its
 status) and answers 204. A job that ended more than ``ttl_seconds`` ago answers 404.
-Invalid submit bodies answer ``400 {"detail", "errors": {field: message}}``.
+Invalid submit bodies answer ``400 {"detail", "errors": {field: message}}``, as do bodies
+over the limits above.
 """
 
 from .app import ReferenceApp, create_app

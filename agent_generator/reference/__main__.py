@@ -2,7 +2,8 @@
 
     python -m agent_generator.reference --host 127.0.0.1 --port 8001 [--job-seconds S]
         [--ttl-seconds S] [--max-wait-seconds S] [--faults SPEC] [--no-long-poll]
-        [--expose-stats]
+        [--expose-stats] [--max-fault-seconds S] [--max-body-bytes N] [--max-nodes N]
+        [--max-links N] [--max-json-depth N] [--max-text-chars N] [--max-edits N]
 
 Prints ``agent-generator reference listening on http://HOST:PORT`` once the port is
 bound, logs every request, and stops on SIGTERM or SIGINT.
@@ -26,6 +27,13 @@ def _seconds(text: str) -> float:
     value = float(text)
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
     return value
 
 
@@ -83,6 +91,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="ignore ?wait=N, like a service without the extension",
     )
     parser.add_argument("--expose-stats", action="store_true", help="add GET /__stats (for tests)")
+    parser.add_argument(
+        "--max-fault-seconds",
+        type=_seconds,
+        default=defaults.max_fault_seconds,
+        help="most seconds an X-Reference-Fault header may ask for (default: %(default)r)",
+    )
+    limits = {
+        "max_body_bytes": "bytes of a request body",
+        "max_nodes": "nodes of an agent",
+        "max_links": "links of an agent",
+        "max_json_depth": "nesting of a request body",
+        "max_text_chars": "characters of a request's text",
+        "max_edits": "changes in one request",
+    }
+    for name, what in limits.items():
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=_count,
+            default=getattr(defaults, name),
+            help=f"most {what} (default: %(default)r)",
+        )
     return parser
 
 
@@ -96,6 +125,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         max_wait_seconds=args.max_wait_seconds,
         long_poll=args.long_poll,
         faults=args.faults,
+        max_fault_seconds=args.max_fault_seconds,
+        max_body_bytes=args.max_body_bytes,
+        max_nodes=args.max_nodes,
+        max_links=args.max_links,
+        max_json_depth=args.max_json_depth,
+        max_text_chars=args.max_text_chars,
+        max_edits=args.max_edits,
     )
     app = create_app(settings=settings, expose_stats=args.expose_stats)
 

@@ -17,6 +17,7 @@ from typing import Any
 from .catalogue import Block, block_by_id, block_by_name, known_block
 from .decompose import Step, decompose, match_block
 from .extract import extract_inputs
+from .limits import DEFAULT_LIMITS, LimitExceededError, Limits
 
 __all__ = [
     "GenerationRefusedError",
@@ -164,10 +165,18 @@ def _steps_from_instructions(instructions: dict[str, Any]) -> tuple[list[Step], 
     )
 
 
-def generate(*, instructions: dict[str, Any]) -> dict[str, Any]:
+def generate(*, instructions: dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """The generate result for validated ``instructions`` (``steps`` or ``goal``).
 
-    Raises :class:`GenerationRefusedError` when a ``goal`` does not decompose into steps.
+    Raises :class:`GenerationRefusedError` when a ``goal`` does not decompose into steps,
+    and :class:`~.limits.LimitExceededError` when it decomposes into more than
+    ``limits.nodes`` steps (before any node is built).
     """
     steps, goal = _steps_from_instructions(instructions)
+    if len(steps) > limits.nodes:
+        message = f"The agent this makes would have {len(steps):,} nodes."
+        field = "instructions.steps" if instructions.get("steps") else "instructions.goal"
+        raise LimitExceededError(
+            limit="nodes", bound=limits.nodes, found=len(steps), field=field, message=message
+        )
     return {"agent_json": build_agent(steps=steps, goal=goal), "success": True}

@@ -28,9 +28,10 @@ from .asgi import (
     send_json,
 )
 from .catalogue import blocks_payload
-from .faults import Faults, FaultSpecError, parse_faults
+from .faults import Faults, FaultSpecError, check_seconds, parse_faults
 from .jobs import Job, Operation
-from .operations import compute_outcome
+from .limits import LimitExceededError
+from .operations import Outcome, compute_outcome
 from .settings import ReferenceSettings
 from .store import JobStore, Stats
 from .validation import InvalidRequestError, validate_submit
@@ -40,7 +41,6 @@ __all__ = ["ReferenceApp", "create_app"]
 logger = logging.getLogger(__name__)
 
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-MAX_BODY_BYTES = 2 * 1024 * 1024
 FAULT_HEADER = "x-reference-fault"
 SUBMIT_ROUTES = {
     "/api/decompose-description": Operation.DECOMPOSE,
@@ -71,6 +71,7 @@ class ReferenceApp:
         self.stats = Stats()
         self.expose_stats = expose_stats
         self._base_faults = parse_faults(settings.faults)
+        self._limits = settings.limits
         self._store = JobStore(ttl_seconds=settings.ttl_seconds)
 
     def reset(self) -> None:
@@ -88,11 +89,16 @@ class ReferenceApp:
             return
         watcher = DisconnectWatcher(receive)
         try:
-            request = await read_request(scope, receive, max_body=MAX_BODY_BYTES)
+            request = await read_request(scope, receive, max_body=self._limits.body_bytes)
             status = await self._dispatch(request, send, watcher)
             logger.info("request method=%s path=%s status=%s", request.method, request.path, status)
-        except BodyTooLargeError:
-            await send_json(send, status=413, data={"detail": "Request body too large."})
+        except BodyTooLargeError as exc:
+            bound = self._limits.body_bytes
+            refusal = LimitExceededError(
+                limit="body_bytes", bound=bound, found=exc.declared, field="body"
+            )
+            logger.info("body refused path=%s limit=%s", scope.get("path"), bound)
+            await send_json(send, status=400, data=refusal.as_json())
         except Disconnected:
             logger.info("client disconnected path=%s", scope.get("path"))
         finally:
@@ -143,6 +149,7 @@ class ReferenceApp:
             self.stats.submits_by_key[key] = self.stats.submits_by_key.get(key, 0) + 1
         spec = request.headers.get(FAULT_HEADER, "")
         try:
+            check_seconds(parse_faults(spec), limit=self.settings.max_fault_seconds)
             faults = parse_faults(spec, base=self._base_faults)
         except FaultSpecError as exc:
             errors = {"X-Reference-Fault": str(exc)}
@@ -155,23 +162,38 @@ class ReferenceApp:
                 status = 503 if attempt <= faults.submit_503 else 429
                 return await _injected_error(send, status, faults)
         try:
-            payload = validate_submit(operation=operation, body=request.body)
-        except InvalidRequestError as exc:
+            payload = validate_submit(operation=operation, body=request.body, limits=self._limits)
+        except (InvalidRequestError, LimitExceededError) as exc:
             await send_json(send, status=400, data=exc.as_json())
             return 400
         now = time.monotonic()
         self._store.prune(now=now)
         if key is not None and (existing := self._store.by_key(key)) is not None:
             return await _accepted(send, existing, now)
-        job = self._create_job(operation=operation, payload=payload, faults=faults, key=key)
+        try:
+            # In a worker thread: the event loop (other requests, and the portal's own when
+            # embedded) goes on while an agent is worked out.
+            outcome = await asyncio.to_thread(
+                compute_outcome,
+                operation=operation,
+                payload=payload,
+                faults=faults,
+                limits=self._limits,
+            )
+        except LimitExceededError as exc:
+            await send_json(send, status=400, data=exc.as_json())
+            return 400
+        if key is not None and (existing := self._store.by_key(key)) is not None:
+            # A submit with the same key was accepted while this one was worked out.
+            return await _accepted(send, existing, time.monotonic())
+        job = self._create_job(operation=operation, outcome=outcome, faults=faults, key=key)
         logger.info("job created id=%s operation=%s key=%s", job.id, operation, key)
         await watcher.sleep(faults.slow_submit)
         return await _accepted(send, job, time.monotonic())
 
     def _create_job(
-        self, *, operation: Operation, payload: dict[str, Any], faults: Faults, key: str | None
+        self, *, operation: Operation, outcome: Outcome, faults: Faults, key: str | None
     ) -> Job:
-        outcome = compute_outcome(operation=operation, payload=payload, faults=faults)
         duration = faults.duration if faults.duration is not None else self.settings.job_seconds
         job = Job(
             id=self._store.new_id(),

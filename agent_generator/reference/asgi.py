@@ -30,7 +30,12 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 class BodyTooLargeError(Exception):
-    """The request body is larger than the service accepts."""
+    """The request body is larger than the service accepts; ``declared`` is its
+    ``Content-Length`` when that said so (None: found while reading)."""
+
+    def __init__(self, declared: int | None = None) -> None:
+        super().__init__(declared)
+        self.declared = declared
 
 
 class Disconnected(Exception):
@@ -58,7 +63,14 @@ def route_path(scope: Scope) -> str:
 
 
 async def read_request(scope: Scope, receive: Receive, *, max_body: int) -> Request:
-    """Read the whole body; raises :class:`Disconnected` or :class:`BodyTooLargeError`."""
+    """Read the whole body; raises :class:`Disconnected` or :class:`BodyTooLargeError`.
+
+    A body over ``max_body`` bytes is refused before reading when its ``Content-Length``
+    says so, else as soon as the chunks read pass it (the rest is never read).
+    """
+    declared = _content_length(scope)
+    if declared is not None and declared > max_body:
+        raise BodyTooLargeError(declared)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -83,6 +95,14 @@ async def read_request(scope: Scope, receive: Receive, *, max_body: int) -> Requ
         headers=headers,
         body=b"".join(chunks),
     )
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The declared body size; None when absent or not a plain count (the reading decides)."""
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"content-length":
+            return int(value) if value.isdigit() and len(value) <= 18 else None
+    return None
 
 
 async def send_body(

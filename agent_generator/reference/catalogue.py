@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 __all__ = ["BLOCKS", "Block", "block_by_id", "block_by_name", "blocks_payload", "known_block"]
@@ -40,7 +41,7 @@ class Block:
     verb: str
     action: str
 
-    @property
+    @cached_property
     def id(self) -> str:
         return str(uuid.uuid5(_NAMESPACE, self.name))
 

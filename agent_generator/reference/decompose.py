@@ -14,12 +14,17 @@ checked in this order:
 Steps come from sentences, "then"/"after that", commas and "and" between two things to
 do; a clause that maps to no block ("focusing on startups") is kept as detail of the step
 before it.
+
+It is linear in the goal's length: pieces of a step are joined once, and what a question
+asks of the whole goal (an address, a channel, a language, a URL) is read from it once.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from .catalogue import BLOCKS, Block, known_block
@@ -121,19 +126,22 @@ def match_block(text: str) -> Block | None:
     return block if score > 0 else None
 
 
+_AND = re.compile(r"(?<!\s)\s+and\s+")  # from where white space starts: linear
+
+
 def _split_on_and(clause: str) -> list[tuple[str, Block | None]]:
     """Split "search X and summarise it" where both sides are different things to do."""
-    parts = re.split(r"\s+and\s+", clause)
-    pieces: list[tuple[str, Block | None]] = [(parts[0], match_block(parts[0]))]
+    parts = _AND.split(clause)
+    pieces: list[tuple[list[str], Block | None]] = [([parts[0]], match_block(parts[0]))]
     for part in parts[1:]:
-        text, block = pieces[-1]
+        texts, block = pieces[-1]
         part_block = match_block(part)
         if block is not None and part_block is not None and part_block is not block:
-            pieces.append((part, part_block))
+            pieces.append(([part], part_block))
         else:
-            joined = f"{text} and {part}"
-            pieces[-1] = (joined, block or part_block)
-    return pieces
+            texts.append(part)  # joined once below (joining each time was quadratic)
+            pieces[-1] = (texts, block or part_block)
+    return [(" and ".join(texts), block) for texts, block in pieces]
 
 
 def _pull_schedule(clause: str) -> tuple[str | None, str]:
@@ -158,7 +166,7 @@ def split_steps(goal: str) -> list[Step]:
     step of its own, first in the chain, since it is what starts the agent.
     """
     masked, hidden = protect(goal)
-    pieces: list[tuple[str, Block]] = []
+    pieces: list[tuple[list[str], Block]] = []  # each step's texts, joined with ", " at the end
     orphans: list[str] = []
     schedule: str | None = None
     for clause in split_clauses(masked):
@@ -167,26 +175,27 @@ def split_steps(goal: str) -> list[Step]:
         for text, block in _split_on_and(clause):
             if block is None:
                 if pieces:
-                    pieces[-1] = (f"{pieces[-1][0]}, {text}", pieces[-1][1])
+                    pieces[-1][0].append(text)
                 else:
                     orphans.append(text)
                 continue
-            pieces.append((", ".join([*orphans, text]), block))
+            pieces.append(([*orphans, text], block))
             orphans.clear()
     if schedule is not None and all(block is not SCHEDULE for _, block in pieces):
-        pieces.insert(0, (schedule, SCHEDULE))
+        pieces.insert(0, ([schedule], SCHEDULE))
     return [
-        Step(description=_capitalised(restore(text, hidden)), block=block) for text, block in pieces
+        Step(description=_capitalised(restore(", ".join(texts), hidden)), block=block)
+        for texts, block in pieces
     ]
 
 
 def _topic(goal: str) -> str:
-    words = [
+    words = (
         word
         for word in meaningful_words(goal)
         if not any(keyword_score(text=word, keywords=block.keywords) for block in BLOCKS)
-    ]
-    return " ".join(words[:4]) or "a topic you care about"
+    )
+    return " ".join(itertools.islice(words, 4)) or "a topic you care about"
 
 
 def _unachievable(goal: str) -> dict[str, Any] | None:
@@ -196,10 +205,33 @@ def _unachievable(goal: str) -> dict[str, Any] | None:
     return None
 
 
-def _question(step: Step, *, goal: str, first_source: bool) -> dict[str, str] | None:
+class _GoalFacts:
+    """What the questions ask of the whole goal, each read at most once (not once a step)."""
+
+    def __init__(self, goal: str) -> None:
+        self.goal = goal
+
+    @cached_property
+    def has_email(self) -> bool:
+        return EMAIL_RE.search(self.goal) is not None
+
+    @cached_property
+    def has_channel(self) -> bool:
+        return slack_channel_in(self.goal) is not None
+
+    @cached_property
+    def has_language(self) -> bool:
+        return language_in(self.goal) is not None
+
+    @cached_property
+    def has_url(self) -> bool:
+        return URL_RE.search(self.goal) is not None
+
+
+def _question(step: Step, *, goal: _GoalFacts, first_source: bool) -> dict[str, str] | None:
     """A clarifying question for what ``step`` lacks, or None when it has what it needs."""
     name = step.block.name
-    if name == "Send email" and not EMAIL_RE.search(goal):
+    if name == "Send email" and not goal.has_email:
         return {
             "question": "Which e-mail address should the email be sent to?",
             "keyword": "recipient_email",
@@ -211,19 +243,19 @@ def _question(step: Step, *, goal: str, first_source: bool) -> dict[str, str] | 
             "keyword": "schedule",
             "example": "every weekday at 8am",
         }
-    if name == "Post to Slack" and slack_channel_in(goal) is None:
+    if name == "Post to Slack" and not goal.has_channel:
         return {
             "question": "Which Slack channel should the message be posted to?",
             "keyword": "slack_channel",
             "example": "#general",
         }
-    if name == "Translate text" and language_in(goal) is None:
+    if name == "Translate text" and not goal.has_language:
         return {
             "question": "Which language should the text be translated into?",
             "keyword": "target_language",
             "example": "French",
         }
-    if name in {"Fetch URL", "Read RSS feed"} and first_source and not URL_RE.search(goal):
+    if name in {"Fetch URL", "Read RSS feed"} and first_source and not goal.has_url:
         what = "feed" if name == "Read RSS feed" else "web page"
         return {
             "question": f"What is the address of the {what} to read?",
@@ -245,8 +277,9 @@ def decompose(*, description: str) -> dict[str, Any]:
         return {"type": "vague_goal", "suggested_goal": _EXAMPLE_GOAL.format(topic=_topic(goal))}
     questions: list[dict[str, str]] = []
     seen_source = False
+    facts = _GoalFacts(goal)
     for step in steps:
-        question = _question(step, goal=goal, first_source=not seen_source)
+        question = _question(step, goal=facts, first_source=not seen_source)
         seen_source = seen_source or not step.block.is_trigger
         if question is not None and question["keyword"] not in {q["keyword"] for q in questions}:
             questions.append(question)

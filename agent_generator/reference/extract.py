@@ -3,15 +3,21 @@
 Rule-based and deliberately modest: it picks out what a person would copy by hand (an
 e-mail address, a Slack channel, "every weekday at 8am" as a cron expression, "top 3",
 "into French") and leaves the rest to the links or to the defaults below.
+
+Each rule is linear in its text: a pattern that could fail from many starting points in one
+run of text is given only the starting points that can succeed (same result, found once).
+What is read from the goal alone (its subject, its slug) is kept for the last few goals, as
+every node of an agent asks the same goal again.
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from .catalogue import Block
-from .text import EMAIL_RE, URL_RE
+from .text import URL_RE, email_matches
 
 __all__ = ["LANGUAGES", "cron_from_text", "extract_inputs", "language_in", "slack_channel_in"]
 
@@ -34,6 +40,11 @@ _DAYS = {
 }
 _PARTS_OF_DAY = {"morning": 8, "noon": 12, "afternoon": 14, "evening": 18, "night": 21}
 _CHANNEL_RE = re.compile(r"(?<![\w&])#([a-z0-9][\w-]*)", re.IGNORECASE)
+# "\b([a-z0-9][\w-]*) channel\b", found from the start of each run of [\w-] that is followed
+# by " channel" (every start inside one run ends the same way, so the first one that can
+# start the name is the match).
+_BEFORE_CHANNEL = re.compile(r"(?<![\w-])([\w-]+) channel\b", re.IGNORECASE)
+_NAME_START = re.compile(r"\b[a-z0-9]", re.IGNORECASE)
 _NUMBER_RE = r"(\d{1,3})"
 
 
@@ -49,10 +60,20 @@ def slack_channel_in(text: str) -> str | None:
     """A ``#channel`` named in ``text``, or the word after "channel"/"in" + "channel"."""
     if match := _CHANNEL_RE.search(text):
         return f"#{match.group(1).lower()}"
-    if match := re.search(r"\b([a-z0-9][\w-]*) channel\b", text, re.IGNORECASE):
-        name = match.group(1).lower()
+    if (name := _word_before_channel(text)) is not None:
+        name = name.lower()
         if name not in {"the", "a", "our", "my", "slack", "team"}:
             return f"#{name}"
+    return None
+
+
+def _word_before_channel(text: str) -> str | None:
+    pos = 0
+    while (run := _BEFORE_CHANNEL.search(text, pos)) is not None:
+        start, end = run.span(1)
+        if (first := _NAME_START.search(text, start, end)) is not None:
+            return text[first.start() : end]
+        pos = end
     return None
 
 
@@ -112,8 +133,17 @@ def _number_before(text: str, nouns: str, default: int) -> int:
     return int(match.group(1)) if match else default
 
 
+_ABOUT = re.compile(r"\b(?:for|about|on|regarding)\s+(.+)$", re.IGNORECASE)
+
+
 def _search_query(text: str) -> str:
-    if match := re.search(r"\b(?:for|about|on|regarding)\s+(.+)$", text, re.IGNORECASE):
+    # "(.+)$" cannot cross a line break before the last character, so no match starts
+    # before the white space around the last such break: start the search there (from
+    # each earlier "for", ".+" rescanned the line).
+    start = 0
+    if (newline := text.rfind("\n", 0, len(text) - 1)) >= 0:
+        start = max(0, len(text[:newline].rstrip()) - len("regarding"))
+    if match := _ABOUT.search(text, start):
         query = match.group(1)
     else:
         query = re.sub(r"^\s*(?:search|look up|google|find|research)\w*\s+", "", text, flags=re.I)
@@ -121,11 +151,71 @@ def _search_query(text: str) -> str:
     return query.strip(" .") or text.strip(" .")
 
 
+# What follows "extract" is, as one pattern (re.IGNORECASE):
+#   \bextract\w*\s+(?:the\s+)?(.+?)(?:\s+from\b|$)
+# Tried as such it rescanned a line from each "extract" in it, from each character given
+# back by "\s+", and "\s+from" from each character of a run of white space (quadratic or
+# worse). _extract_target gives the same group, trying each start once.
+_EXTRACT_HEAD = re.compile(r"\bextract\w*(\s+)(?:(the)(\s+))?", re.IGNORECASE)
+_EXTRACT_REST = re.compile(r"(.+?)(?:(?<!\s)\s+from\b|$)", re.IGNORECASE)
+_FROM = re.compile(r"from\b", re.IGNORECASE)
+_FIELD_SPLIT = re.compile(r",\s*|(?<!\s)\s+and\s+")
+
+
+def _given_back(text: str, run_start: int, run_end: int) -> str | None:
+    r"""The group when the pattern gives back white space ``[run_start, run_end)``.
+
+    The group then starts in it, at one white space character (not a line break), and
+    ends at once: where "\s+from" follows the run, or at the end of the text.
+    """
+    last = run_end - 1
+    if last <= run_start:
+        return None
+    if run_end == len(text):
+        if text[last] != "\n":
+            return text[last:]
+        return text[last - 1 : last] if last - 1 > run_start and text[last - 1] != "\n" else None
+    if _FROM.match(text, run_end):
+        for start in range(run_end - 2, run_start, -1):
+            if text[start] != "\n":
+                return text[start : start + 1]
+    return None
+
+
+def _extract_at(text: str, head: re.Match[str]) -> str | None:
+    """The group from this "extract", trying starts in the pattern's order."""
+    if head.group(2) is not None:
+        the_end, start = head.span(3)
+        if (rest := _EXTRACT_REST.match(text, start)) is not None:
+            return rest.group(1)
+        if (found := _given_back(text, the_end, start)) is not None:
+            return found
+    run_start, start = head.span(1)
+    if (rest := _EXTRACT_REST.match(text, start)) is not None:
+        return rest.group(1)
+    return _given_back(text, run_start, start)
+
+
+def _extract_target(text: str) -> str | None:
+    """The group of the pattern above (its first match), or None."""
+    pos, failed_until = 0, -1
+    while (head := _EXTRACT_HEAD.search(text, pos)) is not None:
+        pos = head.start() + 1
+        # An "extract" whose text starts on the line where one already failed fails too.
+        if head.end() <= failed_until:
+            continue
+        if (found := _extract_at(text, head)) is not None:
+            return found
+        newline = text.find("\n", head.end(1))
+        failed_until = newline if newline >= 0 else len(text)
+    return None
+
+
 def _extract_fields(text: str) -> list[str]:
-    match = re.search(r"\bextract\w*\s+(?:the\s+)?(.+?)(?:\s+from\b|$)", text, re.IGNORECASE)
-    if match is None:
+    target = _extract_target(text)
+    if target is None:
         return ["key facts"]
-    parts = re.split(r",\s*|\s+and\s+", match.group(1))
+    parts = _FIELD_SPLIT.split(target)
     return [part.strip(" .") for part in parts if part.strip(" .")] or ["key facts"]
 
 
@@ -139,17 +229,54 @@ def _comparison(text: str) -> tuple[str, str]:
     for pattern, operator in rules:
         if match := re.search(pattern, lowered):
             return operator, match.group(1)
-    if match := re.search(r"\b(?:contains?|mentions?)\s+[\"']?([\w -]+?)[\"']?$", lowered):
-        return "contains", match.group(1).strip()
+    if (found := _contained(lowered)) is not None:
+        return "contains", found.strip()
     return "is not empty", ""
 
 
+_CONTAINS = re.compile(r"\b(?:contains?|mentions?)(\s+)[\"']?")
+_NOT_LISTED = re.compile(r"[^\w -]")
+
+
+def _contained(text: str) -> str | None:
+    r"""What ``\b(?:contains?|mentions?)\s+["']?([\w -]+?)["']?$`` finds, in linear time.
+
+    Its text runs to ``end`` (the end but a quote and a final line break), so it lies in
+    the last run of ``[\w -]`` before ``end``: from each "contains", the pattern tries the
+    latest start first (after the white space and a quote, then back into spaces), and the
+    first start in that run wins. Tried by the pattern itself, each "contains" rescanned
+    the run (quadratic).
+    """
+    end = len(text) - 1 if text.endswith("\n") else len(text)
+    if end > 0 and text[end - 1] in "\"'":
+        end -= 1
+    run_start = 0
+    for unlisted in _NOT_LISTED.finditer(text, 0, end):
+        run_start = unlisted.end()
+    pos = 0
+    while (word := _CONTAINS.search(text, pos)) is not None:
+        start = min(word.end(), end - 1)
+        if start > word.start(1) and start >= run_start:
+            return text[start:end]
+        pos = word.start() + 1
+    return None
+
+
+_SUBJECT = re.compile(r"\bsubject\s+[\"'\u201c]([^\"'\u201d]+)[\"'\u201d]", re.IGNORECASE)
+
+
+@lru_cache(maxsize=4)
 def _subject(goal: str) -> str:
     """An explicit subject ("with the subject 'Weekly digest'"), else "" (filled later)."""
-    match = re.search(r"\bsubject\s+[\"'\u201c]([^\"'\u201d]+)[\"'\u201d]", goal, re.IGNORECASE)
+    # A match ends at a closing quote, so none ends after the last one; searching only up
+    # to it, every "subject" tried stops at the next closing quote (from each "subject",
+    # an unclosed quote rescanned the rest of the text).
+    last = max(goal.rfind(quote) for quote in "\"'\u201d")
+    match = _SUBJECT.search(goal, 0, last + 1) if last >= 0 else None
     return match.group(1) if match else ""
 
 
+@lru_cache(maxsize=4)
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "agent"
 
@@ -200,7 +327,8 @@ def extract_inputs(*, block: Block, text: str, goal: str) -> dict[str, Any]:
         case "Store value":
             return {"key": _slug(text)}
         case "Send email":
-            return {"to": ", ".join(EMAIL_RE.findall(text)), "subject": _subject(goal)}
+            to = ", ".join(match.group(0) for match in email_matches(text))
+            return {"to": to, "subject": _subject(goal)}
         case "Post to Slack":
             return {"channel": slack_channel_in(text) or ""}
     return {}

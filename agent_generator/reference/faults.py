@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FAULT_NAMES", "FaultSpecError", "Faults", "parse_faults"]
+__all__ = ["FAULT_NAMES", "FaultSpecError", "Faults", "check_seconds", "parse_faults"]
 
 
 class FaultSpecError(ValueError):
@@ -108,3 +108,14 @@ def parse_faults(spec: str, *, base: Faults | None = None) -> Faults:
         except ValueError as exc:
             raise FaultSpecError(f"fault {name!r}: {raw!r} {exc}") from exc
     return dataclasses.replace(base or Faults(), **changes)
+
+
+def check_seconds(faults: Faults, *, limit: float) -> None:
+    """Raise :class:`FaultSpecError` naming the first fault that asks for more than
+    ``limit`` seconds (a job kept that long, or a request held that long)."""
+    for name, (field, parse) in FAULT_NAMES.items():
+        value = getattr(faults, field)
+        if parse is _seconds and value is not None and value > limit:
+            raise FaultSpecError(
+                f"fault {name!r}: at most {limit:g} seconds (max_fault_seconds), not {value:g}"
+            )

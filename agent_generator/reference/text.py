@@ -3,17 +3,21 @@
 Keywords are lower-case words or phrases. A keyword ending in ``*`` is a stem and matches
 any word that starts with it (``summar*`` finds "summarise", "summary"); any other
 keyword matches whole words only, optionally followed by a plural "s" ("news", "prices").
+
+Every helper here is linear in its text: no pattern is tried again from each character of a
+run it has already scanned (see :func:`email_matches`, :func:`protect`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import cache
 
 __all__ = [
     "EMAIL_RE",
     "URL_RE",
+    "email_matches",
     "keyword_score",
     "meaningful_words",
     "protect",
@@ -21,7 +25,12 @@ __all__ = [
     "split_clauses",
 ]
 
-EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+# An address starts where a run of address characters starts: tried from each character
+# of a long run without "@", the plain pattern rescanned the run (quadratic). The plain one
+# is still needed where a previous match ended inside a run (see email_matches).
+EMAIL_RE = re.compile(r"(?<![\w.+-])" + _EMAIL)
+_EMAIL_HERE = re.compile(_EMAIL)
 URL_RE = re.compile(r"https?://[^\s,;]+[^\s,;.!?)]")
 
 # Words that say nothing about what an agent should do; "I want marketing insights" has
@@ -37,8 +46,11 @@ STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 # Where a goal splits into steps: sentence ends, ";", "then", "after that", "finally", commas.
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?;])\s+|;\s*")
+# White space before the word is taken only from where it starts ("(?<!\s)"), not from
+# each of its characters (quadratic in its length); with none, the word itself.
 _STEP_SPLIT = re.compile(
-    r",?\s*\b(?:and then|then|after that|afterwards|finally)\b,?\s*|,\s+(?:and\s+)?",
+    r",?(?:(?<!\s)\s+)?\b(?:and then|then|after that|afterwards|finally)\b,?\s*"
+    r"|,\s+(?:and\s+)?",
     re.IGNORECASE,
 )
 
@@ -48,6 +60,22 @@ def _keyword_re(keyword: str) -> re.Pattern[str]:
     if keyword.endswith("*"):
         return re.compile(r"(?<![\w-])" + re.escape(keyword[:-1]), re.IGNORECASE)
     return re.compile(r"(?<![\w-])" + re.escape(keyword) + r"(?:s|es)?(?![\w-])", re.IGNORECASE)
+
+
+def email_matches(text: str) -> Iterator[re.Match[str]]:
+    """The addresses in ``text``: what ``re.finditer`` of the plain pattern finds, in
+    linear time.
+
+    A match can start only where the previous one ended or where a run of address
+    characters starts: a start inside a run ends the same way as the run's start.
+    """
+    pos = 0
+    while True:
+        match = (_EMAIL_HERE.match(text, pos) if pos else None) or EMAIL_RE.search(text, pos)
+        if match is None:
+            return
+        yield match
+        pos = match.end()
 
 
 def keyword_score(*, text: str, keywords: Iterable[str]) -> int:
@@ -65,12 +93,96 @@ def meaningful_words(text: str) -> list[str]:
     return [word for word in words if word not in STOPWORDS]
 
 
-_LIST_RE = re.compile(
-    r"\b(extract\w*|pull out|collect|including|such as|like|with|fields?)\s+"
-    r"((?:the\s+)?[\w-]+(?:\s[\w-]+)?(?:,\s*[\w-]+(?:\s[\w-]+)?)*,?\s+and\s+[\w-]+)",
-    re.IGNORECASE,
+# A list after "extract" & co. is this pattern, with re.IGNORECASE:
+#   \b(extract\w*|pull out|collect|including|such as|like|with|fields?)\s+
+#   ((?:the\s+)?ITEM(?:,\s*ITEM)*,?\s+and\s+[\w-]+)      ITEM = [\w-]+(?:\s[\w-]+)?
+# As one regular expression it rescanned a long list from each list word in it that fails
+# (quadratic); _ListFinder gives the same matches, deciding each position once.
+_LIST_KEYWORD = re.compile(
+    r"\b(extract\w*|pull out|collect|including|such as|like|with|fields?)\s+", re.IGNORECASE
 )
+_THE = re.compile(r"the\s+", re.IGNORECASE)
+_WORD = re.compile(r"[\w-]+")
+_SECOND_WORD = re.compile(r"\s[\w-]+")
+_NEXT_ITEM = re.compile(r",\s*(?=[\w-])")
+_LIST_END = re.compile(r",?\s+and\s+[\w-]+", re.IGNORECASE)
 _PLACEHOLDER_RE = re.compile(r"\x00(\d+)\x00")
+
+
+class _ListFinder:
+    """The lists of one text, found as the pattern above finds them.
+
+    The pattern's backtracking tries, at each item, two words before one, and after an
+    item another item before the end (",? and WORD"); the first way that succeeds wins.
+    :meth:`_from_item` (where may the list end, from an item starting here) and
+    :meth:`_after_item` (from an item ending here) follow that order, and are worked out
+    once per position, without recursion (a list may have thousands of items).
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._memo: dict[tuple[bool, int], int | None] = {}
+
+    def _needs(self, key: tuple[bool, int]) -> list[tuple[bool, int]]:
+        is_item_start, pos = key
+        text = self.text
+        if is_item_start:
+            first = _WORD.match(text, pos)
+            assert first is not None  # item starts are checked before
+            second = _SECOND_WORD.match(text, first.end())
+            ends = [second.end()] if second else []
+            return [(False, end) for end in [*ends, first.end()]]
+        following = _NEXT_ITEM.match(text, pos)
+        return [(True, following.end())] if following else []
+
+    def _decide(self, key: tuple[bool, int], needs: list[tuple[bool, int]]) -> int | None:
+        for need in needs:
+            if (end := self._memo[need]) is not None:
+                return end
+        if key[0]:
+            return None
+        ending = _LIST_END.match(self.text, key[1])
+        return ending.end() if ending else None
+
+    def list_end(self, start: int) -> int | None:
+        """Where the list whose first item starts at ``start`` ends, or None."""
+        if not _WORD.match(self.text, start):
+            return None
+        stack = [(True, start)]
+        while stack:
+            key = stack[-1]
+            if key in self._memo:
+                stack.pop()
+                continue
+            needs = self._needs(key)
+            missing = [need for need in needs if need not in self._memo]
+            if missing:
+                stack.extend(missing)
+                continue
+            self._memo[key] = self._decide(key, needs)
+            stack.pop()
+        return self._memo[(True, start)]
+
+
+def _hide_lists(text: str, hide: Callable[[str], str]) -> str:
+    """``text`` with each list (the pattern above) after its keyword replaced by ``hide``."""
+    finder = _ListFinder(text)
+    parts: list[str] = []
+    done = pos = 0
+    while (keyword := _LIST_KEYWORD.search(text, pos)) is not None:
+        start = keyword.end()
+        end = None
+        if (the := _THE.match(text, start)) is not None:
+            end = finder.list_end(the.end())
+        if end is None:
+            end = finder.list_end(start)
+        if end is None:
+            pos = keyword.start() + 1
+            continue
+        parts += [text[done : keyword.start()], f"{keyword.group(1)} {hide(text[start:end])}"]
+        done = pos = end
+    parts.append(text[done:])
+    return "".join(parts)
 
 
 def protect(text: str) -> tuple[str, list[str]]:
@@ -87,16 +199,30 @@ def protect(text: str) -> tuple[str, list[str]]:
         return f"\x00{len(protected) - 1}\x00"
 
     masked = URL_RE.sub(lambda m: hide(m.group(0)), text)
-    masked = EMAIL_RE.sub(lambda m: hide(m.group(0)), masked)
-    masked = _LIST_RE.sub(lambda m: f"{m.group(1)} {hide(m.group(2))}", masked)
+    parts: list[str] = []
+    done = 0
+    for match in email_matches(masked):
+        parts += [masked[done : match.start()], hide(match.group(0))]
+        done = match.end()
+    masked = "".join([*parts, masked[done:]])
+    masked = _hide_lists(masked, hide)
     return masked, protected
 
 
 def restore(text: str, protected: list[str]) -> str:
-    """Undo :func:`protect` on ``text`` (or on any piece of the masked text)."""
-    while _PLACEHOLDER_RE.search(text):
-        text = _PLACEHOLDER_RE.sub(lambda m: protected[int(m.group(1))], text)
-    return text
+    """Undo :func:`protect` on ``text`` (or on any piece of the masked text).
+
+    One pass: a hidden piece holds no placeholder, unless the text itself had NUL
+    characters (a URL may hold them); such text is put back as it was hidden (repeating
+    the pass looped for ever on a URL that held its own placeholder), and a placeholder
+    the text made up itself stays as written.
+    """
+
+    def piece(match: re.Match[str]) -> str:
+        index = int(match.group(1))
+        return protected[index] if index < len(protected) else match.group(0)
+
+    return _PLACEHOLDER_RE.sub(piece, text)
 
 
 def split_clauses(masked: str) -> list[str]:

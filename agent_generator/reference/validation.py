@@ -1,11 +1,19 @@
-"""Check submit bodies; a bad one answers ``400 {"detail": ..., "errors": {field: message}}``."""
+"""Check submit bodies; a bad one answers ``400 {"detail": ..., "errors": {field: message}}``.
+
+The :class:`~.limits.Limits` are checked first, each before the work it guards: the nesting
+depth on the raw text (the parser recurses), then the sizes of what was parsed (nodes,
+links, text, changes asked for), before anything looks at the items themselves. Those
+refusals raise :class:`~.limits.LimitExceededError`, answered the same way.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from .edits import request_clauses
 from .jobs import Operation
+from .limits import LimitExceededError, Limits, check, json_depth
 
 __all__ = ["InvalidRequestError", "validate_submit"]
 
@@ -83,18 +91,62 @@ def _instructions_errors(instructions: object) -> dict[str, str]:
     return errors
 
 
-def validate_submit(*, operation: Operation, body: bytes) -> dict[str, Any]:
-    """The decoded body of a submit for ``operation``; raises :class:`InvalidRequestError`."""
+def _check_sizes(*, operation: Operation, payload: dict[str, Any], limits: Limits) -> None:
+    """Refuse a payload over the limits, looking only at sizes (items are checked later)."""
+
+    def check_text(chars: int, field: str) -> None:
+        check(limit="text_chars", bound=limits.text_chars, found=chars, field=field)
+
+    for name in _TEXT_FIELDS[operation]:
+        if isinstance(text := payload.get(name), str):
+            check_text(len(text), name)
+    if operation in _AGENT_FIELDS:
+        name = _AGENT_FIELDS[operation]
+        if isinstance(agent := payload.get(name), dict):
+            for key, bound in (("nodes", limits.nodes), ("links", limits.links)):
+                if isinstance(items := agent.get(key), list):
+                    check(limit=key, bound=bound, found=len(items), field=f"{name}.{key}")
+        text_field = _TEXT_FIELDS[operation][0]
+        if isinstance(request := payload.get(text_field), str):
+            edits = len(request_clauses(request))
+            check(limit="edits", bound=limits.edits, found=edits, field=text_field)
+    instructions = payload.get("instructions")
+    if operation is Operation.GENERATE and isinstance(instructions, dict):
+        if isinstance(goal := instructions.get("goal"), str):
+            check_text(len(goal), "instructions.goal")
+        if isinstance(steps := instructions.get("steps"), list):
+            field = "instructions.steps"
+            check(limit="nodes", bound=limits.nodes, found=len(steps), field=field)
+            descriptions = (step.get("description") for step in steps if isinstance(step, dict))
+            check_text(sum(len(d) for d in descriptions if isinstance(d, str)), field)
+
+
+def validate_submit(*, operation: Operation, body: bytes, limits: Limits) -> dict[str, Any]:
+    """The decoded body of a submit for ``operation``; raises :class:`InvalidRequestError`,
+    or :class:`~.limits.LimitExceededError` for a body over ``limits``."""
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        # What json.loads(body) does, in two steps so the depth is known before parsing.
+        text = body.decode(json.detect_encoding(body), "surrogatepass")
+    except UnicodeDecodeError:
         raise InvalidRequestError(
             "The body is not valid JSON.", errors={"body": "Send a JSON object."}
+        ) from None
+    check(limit="json_depth", bound=limits.json_depth, found=json_depth(text), field="body")
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError:
+        raise InvalidRequestError(
+            "The body is not valid JSON.", errors={"body": "Send a JSON object."}
+        ) from None
+    except RecursionError:  # only with a max_json_depth above what the parser can nest
+        raise LimitExceededError(
+            limit="json_depth", bound=limits.json_depth, found=None, field="body"
         ) from None
     if not isinstance(payload, dict):
         raise InvalidRequestError(
             "The body must be a JSON object.", errors={"body": "Not an object."}
         )
+    _check_sizes(operation=operation, payload=payload, limits=limits)
     errors: dict[str, str] = {}
     for name in _TEXT_FIELDS[operation]:
         if (problem := _text_error(payload.get(name))) is not None:
