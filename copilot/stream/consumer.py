@@ -1,7 +1,7 @@
 """The job event stream: ``GET /jobs/<id>/events`` as server-sent events.
 
 A Channels ``AsyncHttpConsumer`` that keeps its response open on purpose: ``http_request``
-sends the headers and the replay, then *returns* with the response still open; live events
+sends the headers, starts the replay and *returns* with the response still open; live events
 reach it through the process's :class:`~copilot.stream.hub.StreamHub`. The polling loop is
 never here; it is in the runner. The order that makes a resume exact:
 
@@ -16,14 +16,34 @@ connection while waiting (its reads go through ``database_sync_to_async``), no c
 own (the hub has one per process). Heartbeats (``: ping``) keep proxies and the browser's
 watchdog fed; after ``COPILOT_STREAM_MAX_SECONDS`` the stream sends ``event: reconnect`` and
 ends, before a load balancer would cut it.
+
+Limits (``bench/slow_readers.py`` measures the third):
+
+- only ``GET``: any other method (``HEAD`` too: the only thing here is an open-ended stream,
+  whose headers alone tell nothing) gets ``405`` with ``Allow: GET``;
+- ``COPILOT_MAX_STREAMS_PER_USER`` open streams per user and web process (counted by the
+  hub); the next gets ``429`` with ``Retry-After``;
+- a slow reader is bounded: the replay is handed to the server :data:`SLICE_BYTES` at a
+  time, each slice (and each next page) only once the connection took the ones before
+  (:mod:`copilot.stream.backpressure`); a live event that finds the connection full, or is
+  bigger than a slice, is sent the same way, from the database. So a client that stops
+  reading holds at most about one page here. A client that took nothing for a whole
+  heartbeat while the stream holds over :data:`MAX_UNSENT_BYTES` for it is dropped (the
+  connection aborted, its buffers freed), and so is one still full at a planned end; it
+  resumes from its ``Last-Event-ID``;
+- a stream whose session was logged out or whose user was deactivated ends within one
+  heartbeat (the hub checks all the process's streams in one query); the browser's client
+  reconnects, gets ``401`` and shows its login link.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -35,6 +55,7 @@ from copilot.jobs.exceptions import JobNotFound
 from copilot.jobs.models import GenerationJob, JobEvent
 from copilot.jobs.presenters import job_as_dict
 from copilot.jobs.selectors import events_after, job_get
+from copilot.stream.backpressure import AssumeDrained, Flow, flow_for
 from copilot.stream.hub import StreamHub, event_frame
 from copilot.stream.sse import encode_comment, encode_event, parse_last_event_id
 
@@ -50,6 +71,22 @@ SSE_HEADERS = [
 #: Replay in pages of this many events, so a long log never sits in memory at once.
 REPLAY_PAGE = 500
 
+#: Bytes handed to the server at a time, each once the connection took the last: the size of
+#: Twisted's transport buffer, so a client that stops reading leaves about that much there.
+SLICE_BYTES = 64 * 1024
+
+#: A client that took nothing for a whole heartbeat while the stream holds more than this
+#: for it is dropped. Well above a page of ordinary events (a few hundred bytes each), so
+#: only a stream stuck on a big result is dropped early; below it a stuck stream costs at
+#: most this much until its rotation. A client that is merely slow keeps taking bytes and is
+#: never dropped (a bound on bytes alone would drop it on every event bigger than the bound,
+#: and again after each reconnect). A constant: it bounds memory per stream, and
+#: COPILOT_MAX_STREAMS_PER_USER the streams.
+MAX_UNSENT_BYTES = 1024 * 1024
+
+#: ``Retry-After`` of a 429: a slot frees when one of the user's streams closes.
+RETRY_AFTER_SECONDS = 10
+
 
 def _is_terminal(event: JobEvent | dict) -> bool:
     data = event.data if isinstance(event, JobEvent) else event.get("data")
@@ -58,6 +95,16 @@ def _is_terminal(event: JobEvent | dict) -> bool:
 
 def _seq(event: JobEvent | dict) -> int:
     return event.seq if isinstance(event, JobEvent) else event["seq"]
+
+
+@dataclass(frozen=True)
+class _Page:
+    """A page of the replay, encoded (its events are not kept)."""
+
+    data: bytes
+    last_seq: int
+    terminal: bool
+    full: bool
 
 
 @database_sync_to_async
@@ -69,8 +116,16 @@ def _load_job(job_id: uuid.UUID, user) -> GenerationJob | None:
 
 
 @database_sync_to_async
-def _events_after(job_id: uuid.UUID, seq: int) -> list[JobEvent]:
-    return events_after(job_id=job_id, seq=seq, limit=REPLAY_PAGE)
+def _replay_page(job_id: uuid.UUID, seq: int) -> _Page | None:
+    events = events_after(job_id=job_id, seq=seq, limit=REPLAY_PAGE)
+    if not events:
+        return None
+    return _Page(
+        data=b"".join(event_frame(e) for e in events),
+        last_seq=events[-1].seq,
+        terminal=_is_terminal(events[-1]),
+        full=len(events) == REPLAY_PAGE,
+    )
 
 
 class JobEventStream(AsyncHttpConsumer):
@@ -84,6 +139,8 @@ class JobEventStream(AsyncHttpConsumer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.job_id: uuid.UUID | None = None
+        self.session_key: str | None = None
+        self.user_id: int | None = None
         self.last_sent = 0
         self.open = False
         self.replaying = True  # live events wait in `pending` until the replay is done
@@ -91,6 +148,18 @@ class JobEventStream(AsyncHttpConsumer):
         self._tasks: set[asyncio.Task] = set()
         self._lag_mark: int | None = None
         self._hub: StreamHub | None = None
+        self._slot: tuple[StreamHub, int] | None = None  # the user's stream, counted
+        self._flow: Flow = AssumeDrained()
+        self._writing = False  # a paced write is under way: only it may write
+        self._held = 0  # the size of that write's bytes, in memory until it is done
+        self._revoked = False
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:  # however the consumer ends, its slot and its hub membership go
+            with contextlib.suppress(Exception):
+                await self._cleanup()
 
     async def dispatch(self, message: dict) -> None:
         # Like AsyncConsumer.dispatch, without its close_old_connections() hop per message.
@@ -99,14 +168,32 @@ class JobEventStream(AsyncHttpConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
+    @property
+    def unsent(self) -> int:
+        """Bytes this process holds for the client: the paced write under way (all of it, as
+        it sits in memory until its last slice is handed over), and what went to a full
+        server buffer since it filled."""
+        return self._held + self._flow.unsent
+
     # -- opening -------------------------------------------------------------------------
 
     async def http_request(self, message: dict) -> None:
+        if self.scope.get("method") != "GET":
+            await self._answer(405, b"This is an event stream: GET it.\n", [(b"allow", b"GET")])
         if message.get("more_body"):
             return  # a GET has no body worth waiting for; answer once it is all in
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self._answer(401, b"Log in to follow this job.\n")
+        hub = StreamHub.current()
+        if not hub.admit(user.pk, limit=settings.COPILOT_MAX_STREAMS_PER_USER):
+            logger.info("stream refused, too many streams user=%s", user.pk)
+            await self._answer(
+                429,
+                b"Too many open streams: close another page of this portal, then try again.\n",
+                [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())],
+            )
+        self._slot = (hub, user.pk)
         job = await _load_job(self.scope["url_route"]["kwargs"]["job_id"], user)
         if job is None:
             await self._answer(404, b"Not found.\n")
@@ -114,7 +201,8 @@ class JobEventStream(AsyncHttpConsumer):
         if job.is_terminal and last >= job.last_event_seq:
             await self._answer(204, b"")
         self.job_id = job.id
-        hub = StreamHub.current()
+        self.user_id = user.pk
+        self.session_key = getattr(self.scope.get("session"), "session_key", None)
         try:
             await hub.join(self)
         except Exception:
@@ -124,18 +212,16 @@ class JobEventStream(AsyncHttpConsumer):
             await self._answer(503, b"Live updates are unavailable for a moment.\n")
         self._hub = hub
         await self.send_headers(status=200, headers=SSE_HEADERS)
+        self._flow = flow_for(self.base_send)
         self.open = True
         # Servers send the headers with the first body bytes: send some now, so a client that
         # resumes with nothing new to replay sees the stream open at once, not at the first ping.
         await self._write(encode_comment("open"))
-        if last == 0:
-            await self._write(encode_event(event="snapshot", data=job_as_dict(job)))
+        snapshot = encode_event(event="snapshot", data=job_as_dict(job)) if last == 0 else b""
         self.last_sent = last
-        await self._catch_up()
-        if not self.open:
-            raise StopConsumer()  # the job had already ended: the response is complete
         self._spawn(self._tick())
-        logger.debug("stream open job=%s from=%s", job.id, last)
+        self._spawn(self._replay(snapshot))
+        logger.debug("stream open job=%s from=%s flow=%s", job.id, last, self._flow.name)
 
     def _last_event_id(self) -> int:
         for name, value in self.scope.get("headers", []):
@@ -144,8 +230,13 @@ class JobEventStream(AsyncHttpConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         return parse_last_event_id((query.get("last_event_id") or [None])[0])
 
-    async def _answer(self, status: int, body: bytes) -> None:
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store")]
+    async def _answer(self, status: int, body: bytes, headers: list | None = None) -> None:
+        self._release_slot()
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"cache-control", b"no-store"),
+            *(headers or []),
+        ]
         await self.send_response(status, body, headers=headers)
         raise StopConsumer()
 
@@ -161,8 +252,10 @@ class JobEventStream(AsyncHttpConsumer):
         seq = event["seq"]
         if seq <= self.last_sent:
             return  # already sent (replayed, or delivered twice)
-        if seq > self.last_sent + 1:
-            # The layer dropped something: the database has it.
+        if seq > self.last_sent + 1 or self._flow.paused or len(frame) > SLICE_BYTES:
+            # The layer dropped something (the database has it), or the connection has not
+            # taken what it has, or the frame is big: the catch-up sends it, at the client's
+            # pace, and the hub moves on to the next stream at once.
             self.pending.append(event)
             self.replaying = True
             self._spawn(self._catch_up())
@@ -172,19 +265,29 @@ class JobEventStream(AsyncHttpConsumer):
         if _is_terminal(event):
             await self._finish()
 
+    async def _replay(self, snapshot: bytes) -> None:
+        """The snapshot (on a fresh connection), then the log after ``last_sent``."""
+        if snapshot and not await self._write_paced(snapshot):
+            return
+        del snapshot
+        await self._catch_up()
+
     async def _catch_up(self) -> None:
         """Send what the database has after ``last_sent``, then what arrived meanwhile."""
         self.replaying = True
         try:
             while self.open:
-                events = await _events_after(self.job_id, self.last_sent)
-                if events:
-                    await self._write(b"".join(event_frame(e) for e in events))
-                    self.last_sent = events[-1].seq
-                    if _is_terminal(events[-1]):
+                if not await self._flow.drained():
+                    return  # the next page is read only once the client took the last one
+                page = await _replay_page(self.job_id, self.last_sent)
+                if page is not None:
+                    if not await self._write_paced(page.data):
+                        return
+                    self.last_sent = page.last_seq
+                    if page.terminal:
                         await self._finish()
                         return
-                    if len(events) == REPLAY_PAGE:
+                    if page.full:
                         continue
                 pending, self.pending = sorted(self.pending, key=_seq), []
                 behind = False
@@ -194,12 +297,13 @@ class JobEventStream(AsyncHttpConsumer):
                     if event["seq"] > self.last_sent + 1:
                         behind = True  # the database will have it on the next read
                         break
+                    if not await self._write_paced(event_frame(event)):
+                        return
                     self.last_sent = event["seq"]
-                    await self._write(event_frame(event))
                     if _is_terminal(event):
                         await self._finish()
                         return
-                if not (behind and events) and not self.pending:
+                if not (behind and page) and not self.pending:
                     return
         finally:
             self.replaying = False
@@ -214,6 +318,13 @@ class JobEventStream(AsyncHttpConsumer):
             self._lag_mark = None
             self._spawn(self._resync())
 
+    def revoke(self) -> None:
+        """From the hub: the stream's session is gone or its user is no longer active."""
+        if self.open and not self._revoked:
+            self._revoked = True
+            logger.info("stream ended, login gone job=%s user=%s", self.job_id, self.user_id)
+            self._spawn(self._end("login gone"))
+
     async def _resync(self) -> None:
         hub, job_id = self._hub, self.job_id
         if hub is None or job_id is None:
@@ -223,13 +334,13 @@ class JobEventStream(AsyncHttpConsumer):
             await hub.rejoin(job_id)
         except Exception:
             # The layer is down: the client must come back later and replay from the database.
-            await self._close(encode_event(event="reconnect", data={"after": self.last_sent}))
+            await self._end("channel layer unavailable")
             return
         if not self.replaying:
             await self._catch_up()
 
     async def _tick(self) -> None:
-        """One timer per stream: heartbeats, then the planned rotation."""
+        """One timer per stream: heartbeats, the slow-reader check, the planned rotation."""
         loop = asyncio.get_running_loop()
         close_at = loop.time() + settings.COPILOT_STREAM_MAX_SECONDS
         while self.open:
@@ -237,20 +348,59 @@ class JobEventStream(AsyncHttpConsumer):
                 max(min(settings.COPILOT_HEARTBEAT_SECONDS, close_at - loop.time()), 0)
             )
             if loop.time() >= close_at:
-                await self._close(encode_event(event="reconnect", data={"after": self.last_sent}))
+                await self._end("rotation")
                 return
-            await self._write(encode_comment("ping"))
+            if self._flow.took_nothing() and self.unsent > MAX_UNSENT_BYTES:
+                await self._drop("slow reader")
+                return
+            if not (self._writing or self._flow.paused):
+                await self._write(encode_comment("ping"))
 
     # -- writing and closing -------------------------------------------------------------
 
     async def _write(self, data: bytes) -> None:
         if self.open:
             await self.send_body(data, more_body=True)
+            self._flow.sent(len(data))
+
+    async def _write_paced(self, data: bytes) -> bool:
+        """Hand ``data`` over a slice at a time, each once the connection took the last."""
+        self._writing = True
+        self._held = len(data)
+        try:
+            for start in range(0, len(data), SLICE_BYTES):
+                if not await self._flow.drained() or not self.open:
+                    return False
+                await self._write(data[start : start + SLICE_BYTES])
+            return self.open
+        finally:
+            self._writing = False
+            self._held = 0
+
+    async def _end(self, reason: str) -> None:
+        """A planned end: ``event: reconnect``, unless the client has bytes still waiting."""
+        if self._writing or self._flow.paused:
+            await self._drop(reason)  # they would wait behind those, or split a frame
+        else:
+            await self._close(encode_event(event="reconnect", data={"after": self.last_sent}))
+
+    async def _drop(self, reason: str) -> None:
+        """Drop the connection with whatever it has not taken; the client resumes later."""
+        if not self.open:
+            return
+        log = logger.warning if reason == "slow reader" else logger.info
+        log("stream dropped, %s job=%s unsent=%s", reason, self.job_id, self.unsent)
+        self.open = False
+        if not self._flow.abort():
+            # No way to abort here: end the response (a client drops a half-sent frame).
+            await self.send_body(b"", more_body=False)
+        await self._cleanup()
 
     async def _close(self, last_bytes: bytes) -> None:
         """End the response (after ``last_bytes``) and let go of everything."""
         if self.open:
             self.open = False
+            self._flow.release()  # Twisted wants its producer gone before the response ends
             await self.send_body(last_bytes, more_body=False)
         await self._cleanup()
 
@@ -268,7 +418,15 @@ class JobEventStream(AsyncHttpConsumer):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _release_slot(self) -> None:
+        if self._slot is not None:
+            hub, user_id = self._slot
+            self._slot = None
+            hub.release(user_id)
+
     async def _cleanup(self) -> None:
+        self._release_slot()
+        self._flow.release()
         if self._hub is not None:
             hub, self._hub = self._hub, None
             await hub.leave(self)

@@ -8,7 +8,13 @@ stream (``bench/streams.py`` measures it).
 Nothing depends on a channel-layer message arriving: once per heartbeat the hub compares, in
 one query, every open stream with its job's newest ``seq``; a stream still behind at the next
 check (a dropped message; a Redis restart that forgot the hub's membership) makes the hub
-re-join the job's group and the stream replay what it missed from the database.
+re-join the job's group and the stream replay what it missed from the database. In the same
+beat, one more query asks which of the streams' sessions and users still hold
+(:mod:`copilot.stream.access`); a stream whose user logged out or was deactivated ends.
+
+The hub also counts each user's open streams (:meth:`StreamHub.admit`), for
+``COPILOT_MAX_STREAMS_PER_USER``. The count is per process, with no shared state: with N web
+processes behind a balancer a user may hold up to N times the limit.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import contextlib
 import logging
 import uuid
 import weakref
+from collections import Counter
 from typing import Protocol
 
 from channels.db import database_sync_to_async
@@ -26,6 +33,7 @@ from django.conf import settings
 
 from copilot.jobs.messaging import FANOUT_CHANNEL_PREFIX, job_group
 from copilot.jobs.models import GenerationJob, JobEvent
+from copilot.stream.access import logins_valid
 from copilot.stream.sse import encode_event
 
 logger = logging.getLogger(__name__)
@@ -38,16 +46,23 @@ class HubStream(Protocol):
     """What the hub needs of a stream (:class:`copilot.stream.consumer.JobEventStream`)."""
 
     job_id: uuid.UUID
+    session_key: str | None
+    user_id: int | None
 
     async def deliver(self, event: dict, frame: bytes) -> None: ...
 
     def check_lag(self, newest: int) -> None: ...
+
+    def revoke(self) -> None: ...
 
 
 def event_frame(event: JobEvent | dict) -> bytes:
     if isinstance(event, JobEvent):
         event = event.as_message()
     return encode_event(id=event["seq"], event=event["type"], data=event["data"])
+
+
+_logins_valid = database_sync_to_async(logins_valid)
 
 
 @database_sync_to_async
@@ -67,6 +82,7 @@ class StreamHub:
         self._receiver: asyncio.Task | None = None
         self._lag_check: asyncio.Task | None = None
         self._membership = asyncio.Lock()
+        self.user_streams: Counter[int] = Counter()
 
     @classmethod
     def current(cls) -> StreamHub:
@@ -75,6 +91,19 @@ class StreamHub:
         if hub is None:
             hub = cls._by_loop[loop] = cls()
         return hub
+
+    def admit(self, user_id: int, *, limit: int) -> bool:
+        """Count a new stream of ``user_id``, unless the user already has ``limit`` open."""
+        if self.user_streams[user_id] >= limit:
+            return False
+        self.user_streams[user_id] += 1
+        return True
+
+    def release(self, user_id: int) -> None:
+        """A stream counted by :meth:`admit` has ended."""
+        self.user_streams[user_id] -= 1
+        if self.user_streams[user_id] <= 0:
+            del self.user_streams[user_id]
 
     async def join(self, stream: HubStream) -> None:
         """Add a stream; raises when the channel layer cannot take the job's membership."""
@@ -143,15 +172,37 @@ class StreamHub:
                     logger.warning("stream delivery failed job=%s", job_id, exc_info=True)
 
     async def _check_lag(self) -> None:
+        """Once per heartbeat: the streams' lag, then their logins (one query each)."""
         while True:
             await asyncio.sleep(settings.COPILOT_HEARTBEAT_SECONDS)
             if not self.streams:
                 continue
-            try:
-                newest = await _newest_seqs(list(self.streams))
-            except Exception:
-                logger.warning("stream lag check failed", exc_info=True)
-                continue
-            for job_id, streams in list(self.streams.items()):
-                for stream in list(streams):
-                    stream.check_lag(newest.get(job_id, 0))
+            await self._check_seqs()
+            await self._check_logins()
+
+    async def _check_seqs(self) -> None:
+        try:
+            newest = await _newest_seqs(list(self.streams))
+        except Exception:
+            logger.warning("stream lag check failed", exc_info=True)
+            return
+        for job_id, streams in list(self.streams.items()):
+            for stream in list(streams):
+                stream.check_lag(newest.get(job_id, 0))
+
+    async def _check_logins(self) -> None:
+        """End the streams whose session is gone or whose user is no longer active."""
+        streams = [stream for streams in self.streams.values() for stream in streams]
+        if not streams:
+            return
+        try:
+            valid = await _logins_valid(
+                session_keys=[s.session_key for s in streams if s.session_key],
+                user_ids=[s.user_id for s in streams if s.user_id is not None],
+            )
+        except Exception:
+            logger.warning("stream login check failed", exc_info=True)
+            return
+        for stream in streams:
+            if not valid.allows(session_key=stream.session_key, user_id=stream.user_id):
+                stream.revoke()
