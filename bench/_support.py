@@ -314,6 +314,9 @@ def portal_env(*, database_url: str, redis_url: str = "", **extra: str) -> dict[
             "PYTHONPATH": str(ROOT),
             "SECRET_KEY": "bench-only-secret-key-0123456789-0123456789-0123456789",
             "DATABASE_URL": database_url,
+            # DEBUG is off, where the embedded Agent Generator is refused: a bench that runs
+            # jobs names its reference service; the others never reach this address.
+            "AGENT_GENERATOR_URL": "http://127.0.0.1:9",
             "LOG_LEVEL": "WARNING",
         }
     )

@@ -33,9 +33,7 @@ from __future__ import annotations
 import argparse
 import socket
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +41,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._support import (
-    PYTHON,
-    ROOT,
     BenchDatabase,
     SetupError,
     command_line,
@@ -87,26 +83,6 @@ class Run:
     rss_after_wave: list[int] = field(default_factory=list)
     rss_after_close: int = 0
     reset: int = 0
-
-
-def database_create() -> BenchDatabase:
-    """A migrated SQLite file (BenchDatabase.create's environment has no AGENT_GENERATOR_URL,
-    which the portal now requires with DEBUG off)."""
-    db = BenchDatabase(kind="sqlite")
-    db._tmp = tempfile.TemporaryDirectory(prefix="bench-db-")
-    db.name = str(Path(db._tmp.name) / "bench.sqlite3")
-    db.url = f"sqlite:///{db.name}"
-    migrate = subprocess.run(
-        [PYTHON, "-m", "django", "migrate", "--noinput"],
-        cwd=ROOT,
-        env=portal_env(database_url=db.url, AGENT_GENERATOR_URL=NOWHERE),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if migrate.returncode:
-        raise SetupError(f"migrate failed:\n{migrate.stdout}\n{migrate.stderr}")
-    return db
 
 
 def big_job(*, user, result_mb: float) -> str:
@@ -248,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     raise_nofile(args.clients * args.waves + 200)
     runs = []
-    db = database_create()
+    db = BenchDatabase(kind="sqlite")
+    db.create()
     try:
         django_setup(portal_env(database_url=db.url, AGENT_GENERATOR_URL=NOWHERE))
         user, cookie = login_cookie()

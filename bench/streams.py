@@ -182,6 +182,8 @@ class Ours(System):
             redis_url=self.redis_url,
             COPILOT_RUNNER_IN_PROCESS="false",
             COPILOT_STREAM_MAX_SECONDS="3600",
+            # Every stream of the bench is one user's.
+            COPILOT_MAX_STREAMS_PER_USER="100000",
             AGENT_GENERATOR_URL="http://127.0.0.1:9",
         )
 
