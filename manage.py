@@ -7,13 +7,13 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "copilot.settings")
-    from copilot.config import ConfigError
+    from django.core.exceptions import ImproperlyConfigured
 
     try:
         from django.core.management import execute_from_command_line
 
         execute_from_command_line(sys.argv)
-    except ConfigError as exc:
+    except ImproperlyConfigured as exc:  # copilot.config.ConfigError among them
         sys.exit(f"configuration error: {exc}")
 
 

@@ -1,8 +1,10 @@
-"""The reference Agent Generator: an in-memory service that speaks the job protocol.
+"""The reference Agent Generator: a small service that speaks the job protocol.
 
 It ships with the project so the portal can be developed, tested and demonstrated
 without the real (LLM-backed) service. Generation is rule-based and deterministic (see
-``decompose.py``, ``agents.py``, ``edits.py``); jobs are timelines in memory (``jobs.py``).
+``decompose.py``, ``agents.py``, ``edits.py``); jobs are timelines (``jobs.py``) kept in
+memory, or also in a SQLite file with ``ReferenceSettings(store_path=...)`` (``--store
+PATH``) so that they survive a restart (``store.py``).
 
     from agent_generator.reference import create_app, ReferenceSettings
     app = create_app(settings=ReferenceSettings(job_seconds=0.5))

@@ -4,6 +4,10 @@
         [--ttl-seconds S] [--max-wait-seconds S] [--faults SPEC] [--no-long-poll]
         [--expose-stats] [--max-fault-seconds S] [--max-body-bytes N] [--max-nodes N]
         [--max-links N] [--max-json-depth N] [--max-text-chars N] [--max-edits N]
+        [--store PATH]
+
+``--store PATH`` keeps the jobs in that SQLite file (created if missing), so a restarted
+service goes on with them; without it they live in memory.
 
 Prints ``agent-generator reference listening on http://HOST:PORT`` once the port is
 bound, logs every request, and stops on SIGTERM or SIGINT.
@@ -19,6 +23,7 @@ from collections.abc import Sequence
 from .app import create_app
 from .faults import FaultSpecError, parse_faults
 from .settings import ReferenceSettings
+from .store import StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = ReferenceSettings()
     parser = argparse.ArgumentParser(
         prog="python -m agent_generator.reference",
-        description="Serve the reference Agent Generator (in-memory, rule-based).",
+        description="Serve the reference Agent Generator (rule-based).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface (default: %(default)r)")
     parser.add_argument("--port", type=_port, default=8001, help="TCP port (default: %(default)r)")
@@ -112,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
             default=getattr(defaults, name),
             help=f"most {what} (default: %(default)r)",
         )
+    parser.add_argument(
+        "--store",
+        metavar="PATH",
+        default=None,
+        help="keep jobs in this SQLite file, across restarts (default: in memory)",
+    )
     return parser
 
 
@@ -132,8 +143,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         max_json_depth=args.max_json_depth,
         max_text_chars=args.max_text_chars,
         max_edits=args.max_edits,
+        store_path=args.store,
     )
-    app = create_app(settings=settings, expose_stats=args.expose_stats)
+    try:
+        app = create_app(settings=settings, expose_stats=args.expose_stats)
+    except StoreError as exc:
+        raise SystemExit(f"error: --store: {exc}") from None
 
     # Imported here: daphne.server installs Twisted's asyncio reactor on import.
     from daphne.server import Server

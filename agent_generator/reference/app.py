@@ -33,7 +33,7 @@ from .jobs import Job, Operation
 from .limits import LimitExceededError
 from .operations import Outcome, compute_outcome
 from .settings import ReferenceSettings
-from .store import JobStore, Stats
+from .store import Stats, open_store
 from .validation import InvalidRequestError, validate_submit
 
 __all__ = ["ReferenceApp", "create_app"]
@@ -72,12 +72,16 @@ class ReferenceApp:
         self.expose_stats = expose_stats
         self._base_faults = parse_faults(settings.faults)
         self._limits = settings.limits
-        self._store = JobStore(ttl_seconds=settings.ttl_seconds)
+        self._store = open_store(path=settings.store_path, ttl_seconds=settings.ttl_seconds)
 
     def reset(self) -> None:
-        """Forget all jobs and idempotency keys, and zero the stats."""
+        """Forget all jobs and idempotency keys (in the store file too), and zero the stats."""
         self._store.clear()
         self.stats.clear()
+
+    def close(self) -> None:
+        """Close the store file, if any (its jobs stay in it for the next instance)."""
+        self._store.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -187,7 +191,6 @@ class ReferenceApp:
             # A submit with the same key was accepted while this one was worked out.
             return await _accepted(send, existing, time.monotonic())
         job = self._create_job(operation=operation, outcome=outcome, faults=faults, key=key)
-        logger.info("job created id=%s operation=%s key=%s", job.id, operation, key)
         await watcher.sleep(faults.slow_submit)
         return await _accepted(send, job, time.monotonic())
 
@@ -206,9 +209,11 @@ class ReferenceApp:
         )
         if outcome.error_type is not None:
             job.fail_with(error_type=outcome.error_type, message=outcome.error)
-        self._store.add(job)
-        self.stats.jobs_created += 1
-        return job
+        stored = self._store.add(job)
+        if stored is job:
+            self.stats.jobs_created += 1
+            logger.info("job created id=%s operation=%s key=%s", job.id, operation, key)
+        return stored  # another submit with the same key got there first: its job
 
     def _find(self, job_id: str) -> Job | None:
         self._store.prune(now=time.monotonic())
@@ -265,6 +270,7 @@ class ReferenceApp:
             )
             return 404
         if job.cancel(time.monotonic()):
+            self._store.save(job)
             logger.info("job cancelled id=%s", job.id)
         await send_body(send, status=204)
         return 204

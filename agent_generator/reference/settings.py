@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from .faults import parse_faults
 from .limits import DEFAULT_LIMITS, Limits
@@ -40,6 +41,9 @@ class ReferenceSettings:
     """The longest request text (description, goal, change request, all steps together)."""
     max_edits: int = DEFAULT_LIMITS.edits
     """The most changes one update or template-modification request may ask for."""
+    store_path: Path | str | None = None
+    """None: jobs live in memory; a path: also in that SQLite file, so they survive a
+    restart (see ``store.py``)."""
 
     def __post_init__(self) -> None:
         for item in fields(self):

@@ -2,9 +2,11 @@
 
 With ``AGENT_GENERATOR_URL=embedded`` (the default) the reference Agent Generator runs inside
 this process: the runner talks to it through ``httpx.ASGITransport`` and the web server also
-mounts it at ``/agent-generator/`` for people who want to look at it. Jobs of the embedded
-service live in this process's memory, so they do not survive a restart: fine for a demo,
-and the reason a real deployment points ``AGENT_GENERATOR_URL`` at a real service.
+mounts it at ``/agent-generator/`` for people who want to look at it. Its jobs are kept in a
+SQLite file (``COPILOT_EMBEDDED_AGENT_GENERATOR_STORE``, default
+``var/agent-generator.sqlite3``), so a job running when the process stops goes on after a
+restart; it is still a demo, and a real deployment points ``AGENT_GENERATOR_URL`` at a real
+service.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ import ssl
 
 import httpx
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from agent_generator import AgentGeneratorClient, PollPolicy
 from agent_generator.reference import ReferenceApp, ReferenceSettings, create_app
+from agent_generator.reference.store import StoreError
+from copilot.jobs.metrics import upstream_request_observe
 
 #: ``AGENT_GENERATOR_URL`` that runs the reference Agent Generator inside this process.
 EMBEDDED_AGENT_GENERATOR = "embedded"
@@ -26,8 +31,20 @@ EMBEDDED_MOUNT = "/agent-generator"
 
 @functools.cache
 def embedded_service() -> ReferenceApp:
-    """The process's one reference Agent Generator (jobs of about a minute)."""
-    return create_app(settings=ReferenceSettings())
+    """The process's one reference Agent Generator (jobs of about a minute), its jobs in the
+    file ``COPILOT_EMBEDDED_AGENT_GENERATOR_STORE`` (its folder made if missing), or in
+    memory when that is None.
+
+    Raises ImproperlyConfigured (one line; ``manage.py`` and ``copilot.asgi`` print it and
+    exit 1, as they do a :class:`~copilot.config.ConfigError`) when the file cannot be opened.
+    """
+    path = settings.COPILOT_EMBEDDED_AGENT_GENERATOR_STORE
+    try:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return create_app(settings=ReferenceSettings(store_path=path))
+    except (OSError, StoreError) as exc:
+        raise ImproperlyConfigured(f"COPILOT_EMBEDDED_AGENT_GENERATOR_STORE: {exc}") from None
 
 
 def poll_policy() -> PollPolicy:
@@ -69,4 +86,5 @@ def client_create(*, max_connections: int) -> AgentGeneratorClient:
         timeout=settings.AGENT_GENERATOR_REQUEST_TIMEOUT,
         transport=transport,
         policy=poll_policy(),
+        on_request=upstream_request_observe,  # copilot_upstream_request* (GET /metrics)
     )
