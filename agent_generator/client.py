@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import httpx
 
@@ -41,15 +41,12 @@ from agent_generator.jobs import (
     parse_poll_answer,
     validate_job_id,
 )
+from agent_generator.operation_methods import OperationMethods
 from agent_generator.policy import Backoff, PollPolicy
 from agent_generator.polling import follow_job
 from agent_generator.results import (
-    AgentResult,
     Block,
-    ClarifyingQuestions,
-    DecomposeResult,
     Health,
-    Instructions,
     Result,
     parse_blocks,
     parse_health,
@@ -65,13 +62,22 @@ WAIT_MARGIN = 5.0
 
 UpdateCallback = Callable[[JobUpdate], Awaitable[None]]
 
+RequestObserver = Callable[[str, str, float], None]
+"""``on_request(operation, outcome, seconds)``: told of every HTTP request the client makes.
 
-class AgentGeneratorClient:
+``operation`` is ``submit``, ``poll``, ``cancel``, ``health`` or ``blocks``; ``outcome`` is
+``ok`` or the failure's ``error_type`` (``rate_limit``, ``timeout``, ``http_error``, ...);
+``seconds`` is the request's own time. Each retry is a request of its own.
+"""
+
+
+class AgentGeneratorClient(OperationMethods):
     """Client of one Agent Generator service.
 
     ``timeout`` applies to every request (a number is used for connect, read, write and
     pool); the ``?wait=`` of a poll is kept below its read timeout. ``transport`` is for
-    tests (``httpx.ASGITransport(app=...)``); ``policy`` sets the polling rules.
+    tests (``httpx.ASGITransport(app=...)``); ``policy`` sets the polling rules;
+    ``on_request`` (a :data:`RequestObserver`) is told of each request, for metrics.
     """
 
     def __init__(
@@ -81,8 +87,10 @@ class AgentGeneratorClient:
         timeout: float | httpx.Timeout = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         policy: PollPolicy | None = None,
+        on_request: RequestObserver | None = None,
     ) -> None:
         self.policy = policy or PollPolicy()
+        self.on_request = on_request
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._http = httpx.AsyncClient(
             base_url=base_url,
@@ -115,12 +123,12 @@ class AgentGeneratorClient:
 
     async def health(self) -> Health:
         """``GET /health`` (one request, not retried)."""
-        response = await self._request("GET", "/health", what="health")
+        response = await self._request("GET", "/health", what="health", operation="health")
         return parse_health(body=json_body(response=response, what="health"))
 
     async def get_blocks(self) -> list[Block]:
         """``GET /api/blocks``: the blocks the generator can build with (not retried)."""
-        response = await self._request("GET", "/api/blocks", what="blocks")
+        response = await self._request("GET", "/api/blocks", what="blocks", operation="blocks")
         return parse_blocks(body=json_body(response=response, what="blocks"))
 
     async def submit(
@@ -158,7 +166,12 @@ class AgentGeneratorClient:
         params = {"wait": f"{wait:.3f}".rstrip("0").rstrip(".")} if wait and wait > 0 else None
         what = f"poll job {job_id}"
         response = await self._request(
-            "GET", f"/api/jobs/{job_id}", what=what, params=params, not_found_is_job=True
+            "GET",
+            f"/api/jobs/{job_id}",
+            what=what,
+            operation="poll",
+            params=params,
+            not_found_is_job=True,
         )
         return parse_poll_answer(
             job_id=job_id,
@@ -174,6 +187,7 @@ class AgentGeneratorClient:
         """
         job_id = validate_job_id(job_id)
         bound = self.policy.cancel_timeout
+        started = time.monotonic()
         try:
             # httpx bounds each phase (connect, write, read); asyncio bounds the whole call.
             async with asyncio.timeout(bound):
@@ -182,8 +196,11 @@ class AgentGeneratorClient:
                 )
         except (httpx.HTTPError, TimeoutError) as exc:
             logger.warning("agent generator cancel failed job_id=%s error=%r", job_id, exc)
+            timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
+            self._observe("cancel", "timeout" if timed_out else "connection_error", started)
             return False
         accepted = response.is_success
+        self._observe("cancel", "ok" if accepted else "http_error", started)
         logger.info("agent generator cancel job_id=%s status_code=%s", job_id, response.status_code)
         return accepted
 
@@ -265,95 +282,43 @@ class AgentGeneratorClient:
                 await self.cancel(job_id=job_id)
             raise
 
-    async def decompose_goal(
-        self,
-        *,
-        description: str,
-        library_agents: Sequence[Mapping[str, Any]] | None = None,
-        **run_kwargs: Any,
-    ) -> DecomposeResult:
-        """Decompose a goal into steps.
-
-        Returns ``Instructions``, ``ClarifyingQuestions``, ``UnachievableGoal``,
-        ``VagueGoal`` or ``DecomposeError``. ``run_kwargs`` are ``run()``'s keywords
-        (``idempotency_key`` is required).
-        """
-        payload: dict[str, Any] = {"description": description}
-        _add_library_agents(payload, library_agents)
-        result = await self.run(operation=Operation.DECOMPOSE, payload=payload, **run_kwargs)
-        return cast(DecomposeResult, result)
-
-    async def generate_agent(
-        self,
-        *,
-        instructions: Mapping[str, Any] | Instructions,
-        library_agents: Sequence[Mapping[str, Any]] | None = None,
-        **run_kwargs: Any,
-    ) -> AgentResult | ClarifyingQuestions:
-        """Build an agent from decomposed ``instructions`` (an ``Instructions`` or its dict).
-
-        Returns ``AgentResult`` (or ``ClarifyingQuestions``, which the protocol names only
-        for update and customize but is accepted here too).
-        """
-        if isinstance(instructions, Instructions):
-            instructions = instructions.as_dict()
-        payload: dict[str, Any] = {"instructions": dict(instructions)}
-        _add_library_agents(payload, library_agents)
-        result = await self.run(operation=Operation.GENERATE, payload=payload, **run_kwargs)
-        return cast(AgentResult | ClarifyingQuestions, result)
-
-    async def update_agent(
-        self,
-        *,
-        update_request: str,
-        current_agent_json: Mapping[str, Any],
-        library_agents: Sequence[Mapping[str, Any]] | None = None,
-        **run_kwargs: Any,
-    ) -> AgentResult | ClarifyingQuestions:
-        """Change ``current_agent_json`` as ``update_request`` asks.
-
-        Returns ``AgentResult`` or ``ClarifyingQuestions``.
-        """
-        payload: dict[str, Any] = {
-            "update_request": update_request,
-            "current_agent_json": dict(current_agent_json),
-        }
-        _add_library_agents(payload, library_agents)
-        result = await self.run(operation=Operation.UPDATE, payload=payload, **run_kwargs)
-        return cast(AgentResult | ClarifyingQuestions, result)
-
-    async def customize_template(
-        self,
-        *,
-        template_agent_json: Mapping[str, Any],
-        modification_request: str,
-        **run_kwargs: Any,
-    ) -> AgentResult | ClarifyingQuestions:
-        """Modify a template agent as ``modification_request`` asks.
-
-        Returns ``AgentResult`` or ``ClarifyingQuestions``.
-        """
-        payload = {
-            "template_agent_json": dict(template_agent_json),
-            "modification_request": modification_request,
-        }
-        result = await self.run(operation=Operation.CUSTOMIZE, payload=payload, **run_kwargs)
-        return cast(AgentResult | ClarifyingQuestions, result)
-
     # -- internals -------------------------------------------------------------------
 
     async def _request(
-        self, method: str, url: str, *, what: str, not_found_is_job: bool = False, **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        operation: str,
+        not_found_is_job: bool = False,
+        **kwargs: Any,
     ) -> httpx.Response:
         """One request; transport failures and non-2xx answers become client errors."""
+        started = time.monotonic()
         try:
             response = await self._http.request(method, url, **kwargs)
         except (httpx.TransportError, ConnectionError) as exc:
-            raise error_for_transport(exc=exc, what=what) from exc
+            transient = error_for_transport(exc=exc, what=what)
+            self._observe(operation, transient.error_type, started)
+            raise transient from exc
+        except asyncio.CancelledError:
+            self._observe(operation, "cancelled", started)
+            raise
         error = error_for_status(response=response, what=what, not_found_is_job=not_found_is_job)
+        self._observe(operation, "ok" if error is None else error.error_type, started)
         if error is not None:
             raise error
         return response
+
+    def _observe(self, operation: str, outcome: str, started: float) -> None:
+        """Tell ``on_request`` of one request; an observer's failure only logs."""
+        if self.on_request is None:
+            return
+        try:
+            self.on_request(operation, outcome, time.monotonic() - started)
+        except Exception:
+            logger.exception("agent generator on_request failed operation=%s", operation)
 
     async def _submit_once(
         self,
@@ -364,7 +329,12 @@ class AgentGeneratorClient:
     ) -> tuple[str, str]:
         what = f"submit {operation}"
         response = await self._request(
-            "POST", operation.path, what=what, json=dict(payload), headers=dict(headers)
+            "POST",
+            operation.path,
+            what=what,
+            operation="submit",
+            json=dict(payload),
+            headers=dict(headers),
         )
         body = json_body(response=response, what=what)
         if not isinstance(body, dict):
@@ -422,10 +392,3 @@ class AgentGeneratorClient:
                 status,
             )
             return job_id, status
-
-
-def _add_library_agents(
-    payload: dict[str, Any], library_agents: Sequence[Mapping[str, Any]] | None
-) -> None:
-    if library_agents is not None:
-        payload["library_agents"] = [dict(agent) for agent in library_agents]

@@ -15,12 +15,11 @@ import sys
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "copilot.settings")
 
 from django.core.asgi import get_asgi_application
-
-from copilot.config import ConfigError
+from django.core.exceptions import ImproperlyConfigured  # copilot.config.ConfigError's base
 
 try:
     django_asgi_app = get_asgi_application()
-except ConfigError as exc:
+except ImproperlyConfigured as exc:
     sys.exit(f"configuration error: {exc}")
 
 from django.conf import settings
@@ -31,13 +30,17 @@ from copilot.runner.thread import RunnerThread
 
 try:
     refuse_demo_login()  # with DEBUG off, never serve a database where demo / demo logs in
-except ConfigError as exc:
+except ImproperlyConfigured as exc:
     sys.exit(f"configuration error: {exc}")
 
-application = build_application(django_asgi_app)
+runner = RunnerThread() if settings.COPILOT_RUNNER_IN_PROCESS else None
+try:
+    application = build_application(django_asgi_app, runner=runner)  # /readyz checks the runner
+except ImproperlyConfigured as exc:  # the embedded service's store cannot be opened
+    sys.exit(f"configuration error: {exc}")
 
-if settings.COPILOT_RUNNER_IN_PROCESS:
-    RunnerThread().start()
+if runner is not None:
+    runner.start()
 
 #: The collector's thresholds in a web process: young generation, then the two older ones.
 GC_THRESHOLDS = (50_000, 20, 100)

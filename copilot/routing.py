@@ -9,6 +9,9 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.http.request import split_domain_port, validate_host
 from django.urls import path, re_path
 
+from copilot.ops.health import HealthApp
+from copilot.ops.metrics import MetricsMount
+from copilot.runner.thread import RunnerThread
 from copilot.runner.upstream import EMBEDDED_AGENT_GENERATOR, EMBEDDED_MOUNT, embedded_service
 from copilot.stream.consumer import JobEventStream
 
@@ -64,7 +67,8 @@ def _host_allowed(scope) -> bool:
     return bool(domain) and validate_host(domain, allowed)
 
 
-def build_application(django_app):
+def build_application(django_app, *, runner: RunnerThread | None = None):
+    """The process's ASGI app around ``django_app``; ``runner``: its embedded runner, if any."""
     # The portal's few static files (CSS, stream.js) are served by the app itself, so any
     # ASGI server shows a working page; behind nginx, `collectstatic` and a /static/ location
     # can take that over (docs/deploy.md).
@@ -86,4 +90,10 @@ def build_application(django_app):
     if settings.DEBUG and settings.AGENT_GENERATOR_URL == EMBEDDED_AGENT_GENERATOR:
         app = AllowedHostsOnly(embedded_service())
         http = PrefixMount(prefix=EMBEDDED_MOUNT, app=app, default=http)
+    # GET /metrics for Prometheus, with `Authorization: Bearer <METRICS_TOKEN>` only (else
+    # Django's 404); no session, no host check: it is scraped by address (copilot.ops.metrics).
+    http = MetricsMount(default=http)
+    # /healthz and /readyz first, before Django's host check, HTTPS redirect and middleware:
+    # a balancer probes by IP address over plain http (copilot.ops.health).
+    http = HealthApp(app=http, runner=runner)
     return ProtocolTypeRouter({"http": http})

@@ -2,7 +2,8 @@
 
 Services call it after a write commits; the runner and the stream listen on the names it
 defines (the runner channel, a group per job, the prefix of the stream hubs' channels). It
-imports nothing from the rest of the portal, so any floor may use it.
+imports nothing from the rest of the portal (but its own floor's counters, ``metrics``), so any
+floor may use it.
 
 The event is already committed to the database when it is published, so a lost or failed
 message only delays a reader until it replays the log (streams) or scans (runners).
@@ -16,6 +17,8 @@ import uuid
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+
+from copilot.jobs.metrics import EVENTS_PUBLISHED
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,7 @@ async def event_publish(*, job_id: uuid.UUID | str, event: dict) -> None:
         return
     try:
         await layer.group_send(job_group(job_id), event_message(job_id=job_id, event=event))
+        EVENTS_PUBLISHED.inc()
     except Exception:
         logger.warning("publish failed job=%s seq=%s", job_id, event.get("seq"), exc_info=True)
 

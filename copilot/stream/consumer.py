@@ -52,9 +52,11 @@ from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
 from copilot.jobs.exceptions import JobNotFound
+from copilot.jobs.metrics import STREAM_REPLAYED_EVENTS
 from copilot.jobs.models import GenerationJob, JobEvent
 from copilot.jobs.presenters import job_as_dict
 from copilot.jobs.selectors import events_after, job_get
+from copilot.logs import request_id_from, request_id_var, user_id_var
 from copilot.stream.backpressure import AssumeDrained, Flow, flow_for
 from copilot.stream.hub import StreamHub, event_frame
 from copilot.stream.sse import encode_comment, encode_event, parse_last_event_id
@@ -153,6 +155,7 @@ class JobEventStream(AsyncHttpConsumer):
         self._writing = False  # a paced write is under way: only it may write
         self._held = 0  # the size of that write's bytes, in memory until it is done
         self._revoked = False
+        self.request_id: str | None = None  # X-Request-ID, on the log lines (copilot.logs)
 
     async def __call__(self, scope, receive, send) -> None:
         try:
@@ -178,6 +181,10 @@ class JobEventStream(AsyncHttpConsumer):
     # -- opening -------------------------------------------------------------------------
 
     async def http_request(self, message: dict) -> None:
+        if self.request_id is None:
+            headers = dict(self.scope.get("headers", []))
+            self.request_id = request_id_from(headers.get(b"x-request-id"))
+            request_id_var.set(self.request_id)
         if self.scope.get("method") != "GET":
             await self._answer(405, b"This is an event stream: GET it.\n", [(b"allow", b"GET")])
         if message.get("more_body"):
@@ -194,6 +201,7 @@ class JobEventStream(AsyncHttpConsumer):
                 [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())],
             )
         self._slot = (hub, user.pk)
+        user_id_var.set(user.pk)
         job = await _load_job(self.scope["url_route"]["kwargs"]["job_id"], user)
         if job is None:
             await self._answer(404, b"Not found.\n")
@@ -211,7 +219,7 @@ class JobEventStream(AsyncHttpConsumer):
             logger.warning("stream refused, channel layer unavailable job=%s", job.id)
             await self._answer(503, b"Live updates are unavailable for a moment.\n")
         self._hub = hub
-        await self.send_headers(status=200, headers=SSE_HEADERS)
+        await self.send_headers(status=200, headers=[*SSE_HEADERS, self._request_id_header()])
         self._flow = flow_for(self.base_send)
         self.open = True
         # Servers send the headers with the first body bytes: send some now, so a client that
@@ -222,6 +230,9 @@ class JobEventStream(AsyncHttpConsumer):
         self._spawn(self._tick())
         self._spawn(self._replay(snapshot))
         logger.debug("stream open job=%s from=%s flow=%s", job.id, last, self._flow.name)
+
+    def _request_id_header(self) -> tuple[bytes, bytes]:
+        return (b"x-request-id", (self.request_id or "").encode("latin-1"))
 
     def _last_event_id(self) -> int:
         for name, value in self.scope.get("headers", []):
@@ -235,6 +246,7 @@ class JobEventStream(AsyncHttpConsumer):
         headers = [
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"cache-control", b"no-store"),
+            self._request_id_header(),
             *(headers or []),
         ]
         await self.send_response(status, body, headers=headers)
@@ -283,6 +295,7 @@ class JobEventStream(AsyncHttpConsumer):
                 if page is not None:
                     if not await self._write_paced(page.data):
                         return
+                    STREAM_REPLAYED_EVENTS.inc(page.last_seq - self.last_sent)
                     self.last_sent = page.last_seq
                     if page.terminal:
                         await self._finish()

@@ -32,6 +32,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from copilot.jobs.messaging import FANOUT_CHANNEL_PREFIX, job_group
+from copilot.jobs.metrics import STREAMS_OPEN
 from copilot.jobs.models import GenerationJob, JobEvent
 from copilot.stream.access import logins_valid
 from copilot.stream.sse import encode_event
@@ -117,6 +118,7 @@ class StreamHub:
                 await self.layer.group_add(job_group(stream.job_id), self.channel)
                 self.streams[stream.job_id] = set()
             self.streams[stream.job_id].add(stream)
+            STREAMS_OPEN.inc()
             loop = asyncio.get_running_loop()
             if self._receiver is None or self._receiver.done():
                 self._receiver = loop.create_task(self._receive(), name="stream-hub-receive")
@@ -129,6 +131,7 @@ class StreamHub:
             if streams is None or stream not in streams:
                 return
             streams.discard(stream)
+            STREAMS_OPEN.dec()
             if not streams:
                 del self.streams[stream.job_id]
                 with contextlib.suppress(Exception):
