@@ -325,7 +325,7 @@ def jobs_store(*, count: int) -> list:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from copilot.jobs.models import GenerationJob, JobEvent
+    from copilot.jobs.models import GenerationJob, JobEvent, RunnerHeartbeat
 
     user, _ = get_user_model().objects.get_or_create(username="bench")
     GenerationJob.objects.all().delete()
@@ -342,6 +342,8 @@ def jobs_store(*, count: int) -> list:
         for _ in range(count)
     ]
     with transaction.atomic():
+        # "held-back" looks alive to the runner (a heartbeat a day ahead) until released.
+        RunnerHeartbeat.objects.update_or_create(owner="held-back", defaults={"seen_at": later})
         GenerationJob.objects.bulk_create(jobs, batch_size=500)
         JobEvent.objects.bulk_create(
             [JobEvent(job=j, seq=1, type="status", data={"status": "queued"}) for j in jobs],

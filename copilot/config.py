@@ -40,6 +40,9 @@ DATABASE_SCHEMES = {
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 20
 
+#: Where the embedded Agent Generator keeps its jobs, under the project's folder.
+EMBEDDED_STORE_DEFAULT = "var/agent-generator.sqlite3"
+
 #: How long a database call waits for a pooled PostgreSQL connection before it fails.
 POOL_TIMEOUT_SECONDS = 10
 
@@ -72,7 +75,9 @@ class PortalConfig:
     agent_generator_poll_max_interval: float
     agent_generator_poll_budget: float
     agent_generator_max_consecutive_errors: int
+    embedded_agent_generator_store: Path | None
     lease_seconds: float
+    runner_dead_seconds: float
     runner_concurrency: int
     runner_in_process: bool
     max_active_jobs_per_user: int
@@ -82,6 +87,8 @@ class PortalConfig:
     login_failure_limit: int
     login_cooloff_minutes: float
     log_level: str
+    log_format: str
+    metrics_token: str
     # Behind a TLS proxy (docs/deploy.md, "Production checklist"); each is Django's setting
     # of the same name in upper case.
     csrf_trusted_origins: list[str]
@@ -99,6 +106,9 @@ class PortalConfig:
 _BOOLEAN_WORDS = frozenset({"1", "true", "yes", "on", "0", "false", "no", "off"})
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+#: ``text``: readable lines; ``json``: one JSON object per line (copilot.logs.JsonFormatter).
+LOG_FORMATS = ("text", "json")
 
 #: An origin as Django's CSRF_TRUSTED_ORIGINS takes it: scheme://host[:port], nothing after
 #: (a host may start with ``*.`` for its subdomains, or be an IPv6 address in brackets).
@@ -180,6 +190,24 @@ def _origins(reader: environ.Env, name: str) -> list[str]:
     return origins
 
 
+#: The shortest ``METRICS_TOKEN`` accepted: a guessable token would publish the figures.
+METRICS_TOKEN_MIN_LENGTH = 16
+
+#: What a bearer token may hold (RFC 6750's b64token), so it fits an Authorization header.
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+def _metrics_token(reader: environ.Env, name: str) -> str:
+    """The bearer token ``GET /metrics`` asks for; unset or blank: "" (no ``/metrics``)."""
+    raw = reader.str(name, default="")
+    if raw and (len(raw) < METRICS_TOKEN_MIN_LENGTH or not _BEARER_TOKEN.fullmatch(raw)):
+        raise ConfigError(
+            f"{name} must be at least {METRICS_TOKEN_MIN_LENGTH} characters of letters, digits "
+            "and -._~+/ (python -c 'import secrets; print(secrets.token_urlsafe(32))'), or unset."
+        )
+    return raw
+
+
 def _proxy_ssl_header(reader: environ.Env, name: str) -> tuple[str, str] | None:
     """Django's ``SECURE_PROXY_SSL_HEADER`` from a header's name; unset or blank: None.
 
@@ -195,6 +223,21 @@ def _proxy_ssl_header(reader: environ.Env, name: str) -> tuple[str, str] | None:
             "sets to https, e.g. X-Forwarded-Proto."
         )
     return ("HTTP_" + raw.upper().replace("-", "_"), "https")
+
+
+def _store_path(reader: environ.Env, name: str, *, base_dir: Path) -> Path | None:
+    """The embedded Agent Generator's job file (relative: to ``base_dir``), or None for
+    ``memory``; unset or blank: ``<base_dir>/var/agent-generator.sqlite3``."""
+    raw = reader.str(name, default="")
+    if raw.lower() == "memory":
+        return None
+    path = base_dir / (raw or EMBEDDED_STORE_DEFAULT)
+    if path.is_dir():
+        raise ConfigError(
+            f"{name}={raw!r} is a directory: name a file (e.g. var/agent-generator.sqlite3), "
+            "or memory."
+        )
+    return path
 
 
 def database_config(url: str, *, name: str = "DATABASE_URL", pool_size: int = 0) -> dict[str, Any]:
@@ -277,7 +320,7 @@ def load(env: Mapping[str, str], *, base_dir: Path) -> PortalConfig:
             f"AGENT_GENERATOR_URL={generator_url!r} must be an http(s) URL or 'embedded'."
         )
     if generator_url == EMBEDDED_AGENT_GENERATOR and not debug:
-        # Its jobs live in this process's memory, and it would be served to the world.
+        # A rule-based demo, not a generator, and it would be served to the world.
         raise ConfigError(
             "AGENT_GENERATOR_URL is 'embedded' (the default) and DEBUG is off: the embedded "
             "reference service is for development; point AGENT_GENERATOR_URL at your Agent "
@@ -309,7 +352,13 @@ def load(env: Mapping[str, str], *, base_dir: Path) -> PortalConfig:
         agent_generator_max_consecutive_errors=_number(
             reader, "AGENT_GENERATOR_MAX_CONSECUTIVE_ERRORS", 5, minimum=1, integer=True
         ),
+        embedded_agent_generator_store=_store_path(
+            reader, "COPILOT_EMBEDDED_AGENT_GENERATOR_STORE", base_dir=base_dir
+        ),
+        # Retired (runner heartbeats replaced per-job lease expiry): still read and checked,
+        # so an existing .env keeps working, but nothing uses it.
         lease_seconds=_number(reader, "COPILOT_LEASE_SECONDS", 60, minimum=0.1),
+        runner_dead_seconds=_number(reader, "COPILOT_RUNNER_DEAD_SECONDS", 5, minimum=0.5),
         runner_concurrency=_number(
             reader, "COPILOT_RUNNER_CONCURRENCY", 100, minimum=1, integer=True
         ),
@@ -331,6 +380,8 @@ def load(env: Mapping[str, str], *, base_dir: Path) -> PortalConfig:
         ),
         login_cooloff_minutes=_number(reader, "COPILOT_LOGIN_COOLOFF_MINUTES", 15, minimum=0.1),
         log_level=reader.str("LOG_LEVEL", default="INFO").upper(),
+        log_format=reader.str("LOG_FORMAT", default="text").lower() or "text",
+        metrics_token=_metrics_token(reader, "METRICS_TOKEN"),
         csrf_trusted_origins=_origins(reader, "CSRF_TRUSTED_ORIGINS"),
         secure_proxy_ssl_header=_proxy_ssl_header(reader, "SECURE_PROXY_SSL_HEADER"),
         secure_ssl_redirect=_bool(reader, "SECURE_SSL_REDIRECT", False),
@@ -350,4 +401,6 @@ def load(env: Mapping[str, str], *, base_dir: Path) -> PortalConfig:
         raise ConfigError(
             f"LOG_LEVEL={config.log_level!r} is not DEBUG, INFO, WARNING, ERROR or CRITICAL."
         )
+    if config.log_format not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT={config.log_format!r} is not text or json.")
     return config

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "copilot.logs.RequestContextMiddleware",  # first: X-Request-ID, the ids on log lines
     "django.middleware.security.SecurityMiddleware",
     "copilot.web.csp.PageNonceCSPMiddleware",  # Content-Security-Policy, see below
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -155,7 +156,10 @@ AGENT_GENERATOR_POLL_INTERVAL = CONFIG.agent_generator_poll_interval
 AGENT_GENERATOR_POLL_MAX_INTERVAL = CONFIG.agent_generator_poll_max_interval
 AGENT_GENERATOR_POLL_BUDGET = CONFIG.agent_generator_poll_budget
 AGENT_GENERATOR_MAX_CONSECUTIVE_ERRORS = CONFIG.agent_generator_max_consecutive_errors
+# The embedded reference service's job file (a Path), or None: its jobs in memory.
+COPILOT_EMBEDDED_AGENT_GENERATOR_STORE = CONFIG.embedded_agent_generator_store
 COPILOT_LEASE_SECONDS = CONFIG.lease_seconds
+COPILOT_RUNNER_DEAD_SECONDS = CONFIG.runner_dead_seconds
 COPILOT_RUNNER_CONCURRENCY = CONFIG.runner_concurrency
 COPILOT_RUNNER_IN_PROCESS = CONFIG.runner_in_process
 COPILOT_MAX_ACTIVE_JOBS_PER_USER = CONFIG.max_active_jobs_per_user
@@ -163,11 +167,22 @@ COPILOT_HEARTBEAT_SECONDS = CONFIG.heartbeat_seconds
 COPILOT_STREAM_MAX_SECONDS = CONFIG.stream_max_seconds
 COPILOT_MAX_STREAMS_PER_USER = CONFIG.max_streams_per_user
 
+# GET /metrics (Prometheus) answers only `Authorization: Bearer <METRICS_TOKEN>`; "" turns it off.
+METRICS_TOKEN = CONFIG.metrics_token
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "copilot.logs.JsonFormatter"},  # LOG_FORMAT=json: one object a line
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if CONFIG.log_format == "json" else "plain",
+        }
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "copilot": {"level": CONFIG.log_level},

@@ -15,6 +15,9 @@ os.environ.setdefault("AGENT_GENERATOR_POLL_MAX_INTERVAL", "0.2")
 # the settings: tests that need an Agent Generator build a client for theirs or start one and
 # set the URL. Port 9 (discard) has nothing listening, so a stray call fails at once.
 os.environ.setdefault("AGENT_GENERATOR_URL", "http://127.0.0.1:9")
+# Tests that use the embedded service in this process keep its jobs in memory, never in the
+# project's var/agent-generator.sqlite3 (tests of the file give their own path).
+os.environ.setdefault("COPILOT_EMBEDDED_AGENT_GENERATOR_STORE", "memory")
 
 from copilot.settings import *  # noqa: F403
 from copilot.settings import BASE_DIR, DATABASES

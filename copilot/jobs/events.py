@@ -7,9 +7,10 @@ event log's ``seq`` gap-free with any number of writers: the next seq is the row
 write is one statement (:mod:`copilot.jobs.fastpath`); when that statement writes nothing, the
 locked path below raises the precise error.
 
-A runner passes its ``lease_owner``: the write happens only while that runner still holds an
-unexpired lease on the job, otherwise :class:`~copilot.jobs.exceptions.LeaseLost` is raised and
-nothing changes. Status changes are in :mod:`copilot.jobs.transitions`.
+A runner passes its ``lease_owner``: the write happens only while the job's ``lease_owner``
+is still that runner (a takeover changes it, :mod:`copilot.jobs.leases`), otherwise
+:class:`~copilot.jobs.exceptions.LeaseLost` is raised and nothing changes. Status changes are
+in :mod:`copilot.jobs.transitions`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 
 from copilot.jobs import fastpath
 from copilot.jobs.exceptions import IllegalTransition, JobNotFound, LeaseLost
@@ -31,18 +31,14 @@ from copilot.jobs.models import GenerationJob, JobEvent
 def job_locked(*, job_id: uuid.UUID | str, lease_owner: str | None = None) -> GenerationJob:
     """The job's row, locked until the current transaction ends.
 
-    Raises JobNotFound for an unknown id; LeaseLost when ``lease_owner`` is given and no
-    longer holds an unexpired lease on the job.
+    Raises JobNotFound for an unknown id; LeaseLost when ``lease_owner`` is given and is no
+    longer the job's ``lease_owner`` (another runner took it over, or it was released).
     """
     try:
         job = GenerationJob.objects.select_for_update().get(pk=job_id)
     except (GenerationJob.DoesNotExist, ValueError, ValidationError) as exc:
         raise JobNotFound(f"no job {job_id}") from exc
-    if lease_owner is not None and (
-        job.lease_owner != lease_owner
-        or job.lease_expires_at is None
-        or job.lease_expires_at <= timezone.now()
-    ):
+    if lease_owner is not None and job.lease_owner != lease_owner:
         raise LeaseLost(f"job {job.id} is no longer leased by {lease_owner}")
     return job
 

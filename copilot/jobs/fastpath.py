@@ -60,8 +60,8 @@ def _job_guard(
     now: datetime,
     attempt: int | None = None,
 ) -> tuple[str, list[Any]]:
-    """The WHERE that lets a write happen: this job, one of ``statuses``, the lease held (and
-    this ``attempt``, when given)."""
+    """The WHERE that lets a write happen: this job, one of ``statuses``, ``lease_owner`` its
+    owner (and this ``attempt``, when given); the same test as ``events.job_locked``."""
     job = GenerationJob._meta
     where = [
         f"{_column(job, 'id')} = %s",
@@ -72,9 +72,9 @@ def _job_guard(
         where.append(f"{_column(job, 'attempt')} = %s")
         params.append(attempt)
     if lease_owner is not None:
+        # The fence: a takeover changes lease_owner (copilot.jobs.leases).
         where.append(f"{_column(job, 'lease_owner')} = %s")
-        where.append(f"{_column(job, 'lease_expires_at')} > %s")
-        params += [lease_owner, _value(job, "lease_expires_at", now)]
+        params.append(lease_owner)
     return " AND ".join(where), params
 
 

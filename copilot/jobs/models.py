@@ -27,14 +27,13 @@ class JobQuerySet(models.QuerySet["GenerationJob"]):
         return self.filter(status__in=GenerationJob.TERMINAL_STATUSES)
 
     def claimable(self, *, now: datetime | None = None) -> JobQuerySet:
-        """Jobs whose lease is free to take at ``now``: never claimed, released, or expired."""
-        now = now or timezone.now()
-        return self.filter(
-            Q(lease_owner="") | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
-        )
+        """Jobs free to take at ``now``: never claimed, released, or held by a runner without
+        a fresh heartbeat (:class:`RunnerHeartbeat`)."""
+        alive = RunnerHeartbeat.objects.alive(now=now).values("owner")
+        return self.filter(Q(lease_owner="") | ~Q(lease_owner__in=alive))
 
     def stale(self, *, now: datetime | None = None) -> JobQuerySet:
-        """Active jobs no runner holds: never claimed, released, or whose lease expired."""
+        """Active jobs no live runner holds: never claimed, released, or whose runner died."""
         return self.active().claimable(now=now)
 
     def owned_by(self, user) -> JobQuerySet:
@@ -42,6 +41,36 @@ class JobQuerySet(models.QuerySet["GenerationJob"]):
         if user.is_staff:
             return self
         return self.filter(owner=user)
+
+
+class HeartbeatQuerySet(models.QuerySet["RunnerHeartbeat"]):
+    def alive(self, *, now: datetime | None = None) -> HeartbeatQuerySet:
+        """Runners seen within ``COPILOT_RUNNER_DEAD_SECONDS`` of ``now``."""
+        return self.filter(seen_at__gte=dead_before(now=now))
+
+
+def dead_before(*, now: datetime | None = None) -> datetime:
+    """A runner whose heartbeat is older than this is dead."""
+    return (now or timezone.now()) - timedelta(seconds=settings.COPILOT_RUNNER_DEAD_SECONDS)
+
+
+class RunnerHeartbeat(models.Model):
+    """One running runner, renewed once a second: its jobs are its own while this is fresh.
+
+    A runner is dead when ``seen_at`` is older than ``COPILOT_RUNNER_DEAD_SECONDS``; its jobs
+    are then claimable (see :mod:`copilot.jobs.leases`).
+    """
+
+    owner = models.CharField(max_length=128, primary_key=True)
+    host = models.CharField(max_length=255, blank=True, default="")
+    pid = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(default=timezone.now)
+    seen_at = models.DateTimeField(default=timezone.now)
+
+    objects = HeartbeatQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"runner {self.owner} (seen {self.seen_at:%H:%M:%S})"
 
 
 class GenerationJob(models.Model):
@@ -93,6 +122,7 @@ class GenerationJob(models.Model):
     attempt = models.PositiveIntegerField(default=1)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=128, blank=True, default="")
+    #: Unused since runner heartbeats replaced per-job expiry (kept for old rows and tools).
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     last_event_seq = models.PositiveIntegerField(
         default=0, help_text="seq of the newest JobEvent; the next one gets this + 1."

@@ -3,8 +3,8 @@
 Each function moves a job to its next status, sets what that change sets, and logs it as one
 event, in one transaction; it refuses a change the job's status does not allow
 (IllegalTransition). Every change to a terminal status sets ``finished_at`` and clears the
-lease. A runner passes its ``lease_owner``: the change is written only while that runner still
-holds an unexpired lease on the job, otherwise LeaseLost is raised and nothing changes.
+lease. A runner passes its ``lease_owner``: the change is written only while that runner is
+still the job's ``lease_owner``, otherwise LeaseLost is raised and nothing changes.
 
 ``job`` is the caller's copy of the job: what it believes the row is. On PostgreSQL the change
 is one statement guarded by that copy's status and attempt

@@ -25,8 +25,10 @@ from agent_generator.jobs import ACTIVE_STATUSES as UPSTREAM_ACTIVE_STATUSES
 from copilot.jobs import events, transitions
 from copilot.jobs.exceptions import IllegalTransition, LeaseLost
 from copilot.jobs.messaging import event_publish
+from copilot.jobs.metrics import job_end_observe
 from copilot.jobs.models import GenerationJob, JobEvent
 from copilot.jobs.transitions import Transition
+from copilot.logs import job_id_var
 from copilot.runner.database import DatabaseThreads
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class JobDrive:
 
     async def run(self) -> None:
         """Drive the job until it ends or the runner lets go (LeaseLost, Detached)."""
+        job_id_var.set(str(self.job_id))  # on every log line of this job's task (copilot.logs)
         job = self.job = await self.db.call(self.job_id, GenerationJob.objects.get, pk=self.job_id)
         if job.is_terminal:
             return
@@ -115,6 +118,7 @@ class JobDrive:
         """End the job with ``transition``; a lost lease or an ended job only logs."""
         try:
             await self._transition(transition, **fields)
+            job_end_observe(job=self.job)  # copilot_job_duration_seconds
         except (LeaseLost, IllegalTransition) as exc:
             logger.info("runner end not written job=%s: %s", self.job_id, exc)
 

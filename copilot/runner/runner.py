@@ -5,17 +5,23 @@ One :class:`Runner` per process follows up to ``COPILOT_RUNNER_CONCURRENCY`` job
 each as its own asyncio task (:class:`~copilot.runner.drive.JobDrive`). The database row is
 the truth and the channel layer only wakes things up:
 
+- **heartbeat**: once a second the runner renews its heartbeat row in ONE UPDATE, whatever
+  the number of jobs it holds; its jobs are its own while that row is fresh
+  (``COPILOT_RUNNER_DEAD_SECONDS``);
 - **claim**: a job is driven only under a lease (:mod:`copilot.jobs.leases`); every write
-  names the lease owner, so a runner that lost its lease stops without writing;
+  is fenced by ``lease_owner = me``, so a runner whose job was taken over (it was slow, or
+  paused) stops without writing;
 - **wake**: ``job.run`` on the runner channel (:mod:`copilot.runner.consumer` hands it to
   :meth:`Runner.wake`) claims the job at once; every wake queued during a claim is claimed in
   one UPDATE;
-- **scan**: on start and every half lease, the runner renews its leases in one UPDATE and
-  claims jobs nobody holds (queued and never claimed, released, or whose lease expired), so
-  a lost ``job.run`` message costs at most one scan;
+- **scan**: on start and after each heartbeat, one SELECT looks for jobs no live runner
+  holds (queued and never claimed, released, or whose runner died) and claims them; a lost
+  ``job.run`` message costs at most one scan. A heartbeat that had gone stale (a long
+  pause) makes the runner check which jobs it still holds and let go of the others;
 - **cancel watch**: once a second, one small query finds cancel requests on held jobs;
 - **stop**: ``stop()`` (SIGTERM, interpreter exit) stops claiming, detaches every job
-  without touching its upstream job, and releases the leases: the jobs stay resumable.
+  without touching its upstream job, releases the leases and deletes its heartbeat: the
+  jobs stay resumable, at once.
 
 Where it runs: :mod:`copilot.runner.thread` (a web process, ``submit_job --wait``) and
 ``manage.py runworker agent-generator``; both through
@@ -41,6 +47,7 @@ from agent_generator import AgentGeneratorClient
 from agent_generator.exceptions import Detached
 from copilot.jobs import leases, transitions
 from copilot.jobs.exceptions import JobNotFound, LeaseLost
+from copilot.jobs.metrics import RUNNER_JOBS_HELD, RUNNER_UP
 from copilot.jobs.models import GenerationJob
 from copilot.runner.database import DatabaseThreads
 from copilot.runner.drive import JobDrive
@@ -56,6 +63,14 @@ CLIENT_SHARD_SIZE = 10
 
 #: How often a runner looks for cancel requests on the jobs it holds (one small query).
 CANCEL_CHECK_SECONDS = 1.0
+
+#: How often a runner renews its heartbeat and scans for claimable jobs (shorter when the
+#: dead interval is short, so a live runner is never taken for dead).
+BEAT_SECONDS = 1.0
+
+#: Every this many beats the runner checks that it still holds its jobs even when its
+#: heartbeat stayed fresh (a peer whose clock runs ahead may have taken one over).
+HELD_CHECK_BEATS = 5
 
 
 def runner_id() -> str:
@@ -82,13 +97,12 @@ class Runner:
         *,
         owner: str | None = None,
         concurrency: int | None = None,
-        lease_seconds: float | None = None,
         client_factory: Callable[[], AgentGeneratorClient] | None = None,
         db_threads: int | None = None,
     ) -> None:
         self.owner = owner or runner_id()
         self.concurrency = concurrency or settings.COPILOT_RUNNER_CONCURRENCY
-        self.lease_seconds = lease_seconds or settings.COPILOT_LEASE_SECONDS
+        self.beat_seconds = min(BEAT_SECONDS, settings.COPILOT_RUNNER_DEAD_SECONDS / 4)
         self._client_factory = client_factory or functools.partial(
             client_create, max_connections=min(self.concurrency, CLIENT_SHARD_SIZE)
         )
@@ -105,6 +119,8 @@ class Runner:
         self.first_scan = threading.Event()
         self.first_claimed: list[uuid.UUID] = []
         self.wakes_received = 0
+        #: Beats that found this runner's own heartbeat stale (it had been paused).
+        self.stale_beats = 0
         self.stopped = threading.Event()
 
     # -- control, from any thread ----------------------------------------------------------
@@ -148,12 +164,16 @@ class Runner:
         db = self._db = DatabaseThreads(count=self._db_threads)
         logger.info("runner started owner=%s concurrency=%s", self.owner, self.concurrency)
         self.started.set()
+        RUNNER_UP.inc()
         try:
             async with contextlib.AsyncExitStack() as clients:
                 shards = -(-self.concurrency // CLIENT_SHARD_SIZE)
                 self._clients = [
                     await clients.enter_async_context(self._client_factory()) for _ in range(shards)
                 ]
+                # Alive before any claim, so no peer takes this runner's first jobs for a
+                # dead runner's.
+                await db.call(None, leases.heartbeat_beat, owner=self.owner)
                 tasks = [
                     asyncio.create_task(self._scan_loop(), name="runner-scan"),
                     asyncio.create_task(self._cancel_loop(), name="runner-cancel-watch"),
@@ -165,7 +185,9 @@ class Runner:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await self._detach_all()
         finally:
+            RUNNER_UP.dec()
             released = await db.call(None, leases.leases_release, owner=self.owner)
+            await db.call(None, leases.heartbeat_forget, owner=self.owner)
             await db.aclose()
             logger.info("runner stopped owner=%s released=%s", self.owner, released)
             self.stopped.set()
@@ -182,39 +204,43 @@ class Runner:
         return self._db
 
     async def _scan_loop(self) -> None:
-        interval = self.lease_seconds / 2
+        beats = 0
         while True:
             try:
-                claimed = await self.scan()
+                claimed = await self.scan(check_held=beats % HELD_CHECK_BEATS == 0)
                 if not self.first_scan.is_set():
                     self.first_claimed = claimed
             except Exception:
                 logger.exception("runner scan failed owner=%s", self.owner)
             self.first_scan.set()
-            await asyncio.sleep(interval)
+            beats += 1
+            await asyncio.sleep(self.beat_seconds)
 
-    async def scan(self) -> list[uuid.UUID]:
-        """Renew held leases, let go of lost ones, and claim jobs nobody holds."""
-        held = set(self._held)
-        still = await self.db.call(
-            None,
-            leases.leases_renew,
-            owner=self.owner,
-            job_ids=held,
-            lease_seconds=self.lease_seconds,
-        )
-        for job_id in held - still:
-            entry = self._held.get(job_id)
-            if entry is not None and not entry.cancel.is_set():
-                logger.warning("runner lost lease job=%s owner=%s", job_id, self.owner)
-                entry.detach.set()
+    async def scan(self, *, check_held: bool = True) -> list[uuid.UUID]:
+        """Renew the heartbeat, let go of jobs taken over, and claim jobs no live runner holds.
+
+        Idle, this is one UPDATE (the heartbeat) and two SELECTs (the peers' heartbeats, the
+        claimable jobs), plus one every ``HELD_CHECK_BEATS`` (the jobs it still holds).
+        """
+        fresh = await self.db.call(None, leases.heartbeat_beat, owner=self.owner)
+        if not fresh and self.first_scan.is_set():
+            self.stale_beats += 1
+            logger.warning("runner heartbeat was stale owner=%s", self.owner)
+        if (check_held or not fresh) and self._held:
+            held = set(self._held)
+            still = await self.db.call(None, leases.leases_held, owner=self.owner, job_ids=held)
+            for job_id in held - still:
+                entry = self._held.get(job_id)
+                if entry is not None and not entry.cancel.is_set():
+                    logger.warning("runner lost lease job=%s owner=%s", job_id, self.owner)
+                    entry.detach.set()
         if self._stopping.is_set():
             return []
+        await self.db.call(None, leases.dead_peers_forget, owner=self.owner)
         claimed = await self.db.call(
             None,
             leases.jobs_claim_stale,
             owner=self.owner,
-            lease_seconds=self.lease_seconds,
             limit=self.concurrency - len(self._held),
         )
         for job_id in claimed:
@@ -224,7 +250,7 @@ class Runner:
         return claimed
 
     async def _cancel_loop(self) -> None:
-        interval = min(CANCEL_CHECK_SECONDS, self.lease_seconds / 4)
+        interval = CANCEL_CHECK_SECONDS
         while True:
             await asyncio.sleep(interval)
             if not self._held:
@@ -257,7 +283,6 @@ class Runner:
                     leases.jobs_claim,
                     job_ids=job_ids,
                     owner=self.owner,
-                    lease_seconds=self.lease_seconds,
                 )
             except Exception:
                 logger.exception("runner claim failed jobs=%s", len(job_ids))
@@ -280,6 +305,7 @@ class Runner:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _drive(self, job_id: uuid.UUID, entry: _Held) -> None:
+        RUNNER_JOBS_HELD.inc()  # no await before the try: dec'd in its finally
         drive = JobDrive(
             job_id=job_id,
             owner=self.owner,
@@ -306,6 +332,7 @@ class Runner:
                 )
         finally:
             self._held.pop(job_id, None)
+            RUNNER_JOBS_HELD.dec()
             if entry.detach.is_set() and not self._stopping.is_set():
                 # Let go of a job we still hold but stopped following, so another scan
                 # (ours included) picks it up.

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Callable
 
@@ -64,6 +66,30 @@ class RunnerThread:
         self._thread.start()
         atexit.register(self.stop)
         return self
+
+    def ping(self) -> concurrent.futures.Future[bool]:
+        """Whether the runner is alive, for a readiness probe (safe from any thread).
+
+        The future gets True once the runner's event loop has run a callback (so wait for it
+        with a timeout: a blocked loop never answers), and False at once when the thread is
+        not running or the runner has not started or has stopped.
+        """
+        answer: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        loop = self.runner.loop
+        thread = self._thread
+        if thread is None or not thread.is_alive() or loop is None or self.runner.stopped.is_set():
+            answer.set_result(False)
+            return answer
+
+        def pong() -> None:
+            with contextlib.suppress(concurrent.futures.InvalidStateError):  # gave up waiting
+                answer.set_result(True)
+
+        try:
+            loop.call_soon_threadsafe(pong)
+        except RuntimeError:  # the loop has closed
+            answer.set_result(False)
+        return answer
 
     def stop(self, *, timeout: float = STOP_TIMEOUT_SECONDS) -> bool:
         """Stop the runner and wait for its leases to be released; False if it took longer."""

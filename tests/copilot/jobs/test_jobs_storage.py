@@ -106,18 +106,21 @@ def test_a_write_without_the_lease_is_refused(user):
 
 
 def test_querysets_name_states(user):
+    from django.conf import settings
     from django.utils import timezone
+
+    from copilot.jobs.models import RunnerHeartbeat
 
     queued = submit(user, "Fetch the weather every day and post it to Slack")
     running = submit(user, "Read my spreadsheet and email a summary to me@example.com")
     move(running, Status.SUBMITTING)
-    GenerationJob.objects.filter(pk=running.pk).update(
-        lease_owner="r1", lease_expires_at=timezone.now() + timezone.timedelta(seconds=60)
-    )
+    GenerationJob.objects.filter(pk=running.pk).update(lease_owner="r1")
+    assert set(GenerationJob.objects.stale()) == {queued, running}  # r1: no heartbeat
+    RunnerHeartbeat.objects.create(owner="r1", seen_at=timezone.now())
     assert set(GenerationJob.objects.active()) == {queued, running}
     assert set(GenerationJob.objects.stale()) == {queued}
-    later = timezone.now() + timezone.timedelta(seconds=120)
-    assert set(GenerationJob.objects.stale(now=later)) == {queued, running}
+    later = timezone.now() + timezone.timedelta(seconds=settings.COPILOT_RUNNER_DEAD_SECONDS + 1)
+    assert set(GenerationJob.objects.stale(now=later)) == {queued, running}  # r1 is dead
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from copilot.jobs import services, transitions
-from copilot.jobs.models import GenerationJob, JobEvent
+from copilot.jobs.models import GenerationJob, JobEvent, RunnerHeartbeat
 from tests.support.live import free_port, run_server
 from tests.support.portal import ROOT, portal_env
 
@@ -298,6 +298,7 @@ def test_resume_jobs_dry_run_lists_stale_jobs(user):
         lease_owner="live-runner",
         lease_expires_at=timezone.now() + timedelta(seconds=60),
     )
+    RunnerHeartbeat.objects.create(owner="live-runner")  # alive: its job is not stale
     out, _ = run("resume_jobs", "--dry-run")
     assert out == (
         f"stale {queued.id} (queued, upstream not submitted yet)\n"

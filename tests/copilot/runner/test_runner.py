@@ -47,7 +47,6 @@ async def wait_until_ended(job: GenerationJob, *, timeout: float = 15) -> Genera
 
 def runner_for(reference, **kwargs) -> Runner:
     policy = kwargs.pop("policy", FAST_POLICY)
-    kwargs.setdefault("lease_seconds", 2)
     return Runner(client_factory=client_factory_for(reference, policy=policy), **kwargs)
 
 
@@ -115,7 +114,7 @@ async def test_the_poll_budget_ends_a_job_as_timed_out(user, settings):
 
 async def test_cancel_sends_delete_and_ends_cancelled(user):
     reference = create_app(settings=ReferenceSettings(job_seconds=30))
-    async with running(runner_for(reference, lease_seconds=1)):
+    async with running(runner_for(reference)):
         job = await submit(user)
         while not (await reload(job)).upstream_job_id:
             await asyncio.sleep(0.02)

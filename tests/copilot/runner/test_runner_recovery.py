@@ -14,7 +14,7 @@ from django.core.management import call_command
 from agent_generator import AgentGeneratorClient, PollPolicy
 from agent_generator.reference import ReferenceSettings, create_app
 from copilot.jobs import services
-from copilot.jobs.models import GenerationJob, JobEvent
+from copilot.jobs.models import GenerationJob, JobEvent, RunnerHeartbeat
 from copilot.runner.runner import Runner
 from tests.copilot.conftest import running
 from tests.copilot.runner.test_runner import GOAL, reload, runner_for, submit, wait_until_ended
@@ -59,18 +59,17 @@ def test_a_killed_runner_s_job_is_taken_over_and_polled_not_resubmitted(user, se
         upstream = running_job.upstream_job_id
         assert upstream
 
-        # The lease is still the dead runner's: nobody may take the job yet.
+        # The dead runner's heartbeat is still fresh: to a query, nobody may take the job yet.
         out = StringIO()
         call_command("resume_jobs", "--dry-run", stdout=out)
         assert out.getvalue() == "0 stale job(s)\n"
 
         wait_for(
             lambda: GenerationJob.objects.stale().filter(pk=job.pk).exists(),
-            seconds=5,
-            what="the lease to expire",
+            seconds=settings.COPILOT_RUNNER_DEAD_SECONDS + 3,
+            what="the dead runner's heartbeat to go stale",
         )
         settings.AGENT_GENERATOR_URL = ref.url
-        settings.COPILOT_LEASE_SECONDS = 2
         out = StringIO()
         call_command("resume_jobs", stdout=out)
         job.refresh_from_db()
@@ -112,7 +111,7 @@ async def test_two_runners_on_the_same_stale_jobs_never_drive_one_job_twice(user
 @pytest.mark.usefixtures("db_closer")
 async def test_a_lost_job_run_message_delays_a_job_by_one_scan_at_most(user):
     reference = create_app(settings=ReferenceSettings(job_seconds=0.2))
-    runner = runner_for(reference, lease_seconds=1)
+    runner = runner_for(reference)
     async with running(runner, listen=False):  # wakes go to the layer, where nobody listens
         await asyncio.sleep(0.1)  # the start-up scan is over; only the periodic one is left
         job = await submit(user)
@@ -121,7 +120,7 @@ async def test_a_lost_job_run_message_delays_a_job_by_one_scan_at_most(user):
         waited = time.monotonic() - started
     assert job.status == Status.COMPLETED
     assert runner.wakes_received == 0
-    assert waited < runner.lease_seconds / 2 + 0.2 + 1.0  # one scan interval, the job, slack
+    assert waited < runner.beat_seconds + 0.2 + 1.0  # one scan interval, the job, slack
 
 
 @pytest.mark.slow
@@ -130,7 +129,7 @@ def test_sigterm_releases_the_runner_s_leases_and_leaves_its_jobs_resumable(user
     port = free_port()
     reference = ["-m", "agent_generator.reference", "--host", "127.0.0.1", "--port", str(port)]
     with run_server(args=[*reference, "--job-seconds", "30", "--expose-stats"], port=port) as ref:
-        env = portal_env(AGENT_GENERATOR_URL=ref.url, COPILOT_LEASE_SECONDS="60")
+        env = portal_env(AGENT_GENERATOR_URL=ref.url, COPILOT_RUNNER_DEAD_SECONDS="60")
         with portal_process("runworker", "agent-generator", env=env) as worker:
             job = services.job_submit(user=user, kind="decompose", payload={"description": GOAL})
             wait_for(
@@ -147,11 +146,13 @@ def test_sigterm_releases_the_runner_s_leases_and_leaves_its_jobs_resumable(user
             assert worker.process.returncode == 0, worker.output()
         job.refresh_from_db()
         stats = httpx.get(f"{ref.url}/__stats").json()
-    # Released at once (not after the 60 s lease), still running upstream, not cancelled there.
+    # Released at once (not after the 60 s dead interval), still running upstream, not
+    # cancelled there; the runner's heartbeat is gone.
     assert (job.status, job.lease_owner, job.lease_expires_at) == (Status.RUNNING, "", None)
     assert job.upstream_job_id
     assert stats["deletes"] == 0
     assert GenerationJob.objects.stale().filter(pk=job.pk).exists()
+    assert not RunnerHeartbeat.objects.exists()
 
 
 @pytest.mark.slow
@@ -171,7 +172,7 @@ async def test_network_faults_over_a_live_server_end_as_the_protocol_says(user, 
         def client() -> AgentGeneratorClient:
             return AgentGeneratorClient(base_url=ref.url, timeout=httpx.Timeout(0.5), policy=policy)
 
-        runner = Runner(client_factory=client, lease_seconds=5)
+        runner = Runner(client_factory=client)
         async with running(runner):
             job = await wait_until_ended(await submit(user), timeout=30)
     assert (job.status, job.error_type) == (Status.FAILED, error_type)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from copilot.jobs import services
-from copilot.jobs.models import GenerationJob
+from copilot.jobs.models import GenerationJob, RunnerHeartbeat
 from copilot.runner.runner import Runner
 from copilot.runner.thread import RunnerThread
 from tests.copilot.conftest import client_factory_for
@@ -23,7 +23,7 @@ Status = GenerationJob.Status
 def test_the_runner_thread_runs_on_uvloop_and_stops_with_its_leases_released(settings):
     uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed on this platform")
     settings.AGENT_GENERATOR_URL = "http://127.0.0.1:9"  # never reached: no job is queued
-    thread = RunnerThread(Runner(lease_seconds=60)).start()
+    thread = RunnerThread(Runner()).start()
     try:
         assert thread.runner.first_scan.wait(timeout=10), "the runner did not scan"
         assert isinstance(thread.runner.loop, uvloop.Loop)
@@ -35,7 +35,7 @@ def test_the_runner_thread_runs_on_uvloop_and_stops_with_its_leases_released(set
 @pytest.mark.django_db(transaction=True)
 def test_a_submitted_job_wakes_the_thread_s_runner_through_the_runner_channel(user, reference):
     # A 60 s lease scans every 30 s: after the start-up scan only a job.run can start the job.
-    runner = Runner(client_factory=client_factory_for(reference), lease_seconds=60)
+    runner = Runner(client_factory=client_factory_for(reference))
     thread = RunnerThread(runner).start()
     try:
         assert runner.first_scan.wait(timeout=10)
@@ -76,7 +76,7 @@ def test_a_process_that_exits_releases_its_thread_runner_s_leases(user):
     reference = ["-m", "agent_generator.reference", "--host", "127.0.0.1", "--port", str(port)]
     with run_server(args=[*reference, "--job-seconds", "30"], port=port) as ref:
         job = services.job_submit(user=user, kind="decompose", payload={"description": GOAL})
-        env = portal_env(AGENT_GENERATOR_URL=ref.url, COPILOT_LEASE_SECONDS="60")
+        env = portal_env(AGENT_GENERATOR_URL=ref.url, COPILOT_RUNNER_DEAD_SECONDS="60")
         with portal_process("shell", "-c", EXIT_WHILE_HOLDING, env=env) as shell:
             started = time.monotonic()
             shell.process.wait(40)
@@ -84,7 +84,9 @@ def test_a_process_that_exits_releases_its_thread_runner_s_leases(user):
         assert shell.process.returncode == 0, output
         assert "holding the job; exiting" in output, output
         job.refresh_from_db()
-    # Released by the exit handler at once, not after the 60 s lease; still running upstream.
+    # Released by the exit handler at once, not after the 60 s dead interval; still running
+    # upstream; the runner's heartbeat row is gone.
     assert (job.status, job.lease_owner, job.lease_expires_at) == (Status.RUNNING, "", None)
+    assert not RunnerHeartbeat.objects.exists()
     assert time.monotonic() - started < 30
     assert GenerationJob.objects.stale().filter(pk=job.pk).exists()
