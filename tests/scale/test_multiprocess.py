@@ -196,6 +196,16 @@ def test_a_killed_runner_s_jobs_are_completed_by_the_other(cluster, user):
     victim = next(r for r in cluster.runners if any(f":{r.pid}:" in o for o in owners))
     victim_jobs = [job.pk for job in running if f":{victim.pid}:" in job.lease_owner]
     victim.kill()
+    # Taken over within 10 s of the SIGKILL (PostgreSQL + Redis, the default dead interval).
+    wait_for(
+        lambda: (
+            not GenerationJob.objects.filter(
+                pk__in=victim_jobs, lease_owner__contains=f":{victim.pid}:"
+            ).exists()
+        ),
+        seconds=10,
+        what="the survivor to take the killed runner's jobs over",
+    )
     wait_for(
         lambda: not GenerationJob.objects.active().filter(pk__in=job_ids).exists(),
         seconds=40,
