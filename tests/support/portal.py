@@ -103,3 +103,16 @@ def portal_process(*args: str, env: dict[str, str]) -> Iterator[PortalProcess]:
             yield live
         finally:
             live.stop()
+
+
+def manage_py_refusal(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python manage.py *args`` as an operator's shell runs it, for arguments the command
+    must refuse before it touches the database (its database can never be opened)."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=portal_env(DATABASE_URL="sqlite:////nonexistent/never-opened.sqlite3"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

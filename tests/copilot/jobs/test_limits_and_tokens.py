@@ -7,8 +7,6 @@ retry the 3 cancelled ones: two pass, the third is refused (429 and Retry-After 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from datetime import timedelta
 from io import StringIO
 
@@ -23,7 +21,7 @@ from copilot.jobs.exceptions import IllegalTransition, JobLimitReached, TokenExp
 from copilot.jobs.models import ApiToken, GenerationJob
 from copilot.jobs.tokens import api_token_create, user_for_key
 from copilot.ops.management.commands.create_api_token import Command as CreateApiToken
-from tests.support.portal import ROOT, portal_env
+from tests.support.portal import manage_py_refusal
 
 pytestmark = pytest.mark.django_db
 
@@ -212,14 +210,7 @@ def test_a_bad_expires_in_is_one_line_and_makes_no_token(user, value, message):
 
 @pytest.mark.slow
 def test_a_bad_expires_in_from_the_shell_is_one_line_and_exit_status_1():
-    result = subprocess.run(
-        [sys.executable, "manage.py", "create_api_token", "--user", "x", "--expires-in", "soon"],
-        cwd=ROOT,
-        env=portal_env(DATABASE_URL="sqlite:////nonexistent/never-opened.sqlite3"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = manage_py_refusal("create_api_token", "--user", "x", "--expires-in", "soon")
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "CommandError: argument --expires-in: 'soon' is not a duration like 90s, 15m, 24h or 30d"

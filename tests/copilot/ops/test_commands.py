@@ -17,7 +17,7 @@ from django.utils import timezone
 from copilot.jobs import services, transitions
 from copilot.jobs.models import GenerationJob, JobEvent, RunnerHeartbeat
 from tests.support.live import free_port, run_server
-from tests.support.portal import ROOT, portal_env
+from tests.support.portal import ROOT, manage_py_refusal, portal_env
 
 Status = GenerationJob.Status
 GOAL = "Every morning at 8am, fetch the top tech news and email a summary to me@example.com"
@@ -177,14 +177,7 @@ def test_submit_job_refuses_agent_json_that_is_not_an_object(user, tmp_path, con
 
 @pytest.mark.slow
 def test_bad_arguments_get_one_line_and_exit_status_1_from_the_shell():
-    result = subprocess.run(
-        [sys.executable, "manage.py", "submit_job", "--kind", "summon", "--description", "x"],
-        cwd=ROOT,
-        env=portal_env(DATABASE_URL="sqlite:////nonexistent/never-opened.sqlite3"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = manage_py_refusal("submit_job", "--kind", "summon", "--description", "x")
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "CommandError: argument --kind: unknown kind 'summon'; use one or more of "
