@@ -2,10 +2,10 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
-from copilot.web.views import api, pages
+from copilot.web.views import pages
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -20,8 +20,6 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/answer/", pages.job_answer, name="job_answer"),
     path("jobs/<uuid:job_id>/generate/", pages.job_generate, name="job_generate"),
     path("jobs/<uuid:job_id>/agent.json", pages.job_agent_download, name="job_agent_json"),
-    path("api/jobs/", api.jobs, name="api_jobs"),
-    path("api/jobs/<str:job_id>/", api.job, name="api_job"),
-    path("api/jobs/<str:job_id>/cancel/", api.job_cancel, name="api_job_cancel"),
-    path("api/jobs/<str:job_id>/retry/", api.job_retry, name="api_job_retry"),
+    # The JSON API (django-ninja, namespace "api"): /api/jobs/…, /api/docs, /api/openapi.json.
+    path("api/", include("copilot.web.api.urls")),
 ]

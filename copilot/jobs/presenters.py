@@ -23,6 +23,7 @@ def job_as_dict(job: GenerationJob) -> dict[str, Any]:
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "last_event_seq": job.last_event_seq,
+        "notify_email": job.notify_email,
     }
 
 

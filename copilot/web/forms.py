@@ -1,8 +1,9 @@
 """The portal's forms: a new job of each kind, answers to clarifying questions, job filters.
 
-The forms only parse what a person typed or uploaded into the protocol's payload; the rules of
-a valid job live in :mod:`copilot.jobs.job_requests`, which :func:`copilot.jobs.services.job_submit`
-applies, and whose field errors :meth:`NewJobForm.add_request_errors` shows beside the fields.
+:class:`NewJobForm` adapts the job-request schemas of :mod:`copilot.jobs.job_requests` (the
+same rules the JSON API and ``submit_job`` use): it only reads what a person typed or uploaded
+(the text; the agent's JSON, pasted or as a file), lets the schema judge the payload, and shows
+each of the schema's field errors beside the form field it came from.
 """
 
 from __future__ import annotations
@@ -11,21 +12,26 @@ import json
 from typing import Any
 
 from django import forms
+from django.core.validators import ProhibitNullCharactersValidator
 from django.template.defaultfilters import filesizeformat
 
+from copilot.jobs.exceptions import InvalidJobRequest
 from copilot.jobs.job_requests import (
     AGENT_FIELD,
-    JSON_TOO_DEEP,
+    MAX_AGENT_BYTES,
     MAX_TEXT_CHARS,
     TEXT_FIELD,
-    json_too_deep,
+    job_request_clean,
 )
+from copilot.jobs.json_limits import JSON_TOO_DEEP, json_too_deep
 from copilot.jobs.models import GenerationJob
 
 Kind = GenerationJob.Kind
 
-#: The largest agent JSON accepted, pasted or uploaded (bytes).
-MAX_AGENT_JSON_BYTES = 1024 * 1024
+#: The largest agent file or pasted text read at all (bytes). The rule is the schema's
+#: MAX_AGENT_BYTES, of the agent as compact JSON; this only keeps a huge upload out of memory,
+#: with room for indentation.
+MAX_AGENT_JSON_BYTES = 4 * MAX_AGENT_BYTES
 #: The longest answer to one clarifying question (characters).
 MAX_ANSWER_CHARS = 2_000
 
@@ -41,18 +47,29 @@ TEXT_LABELS: dict[str, tuple[str, str]] = {
 }
 
 
+class SchemaTextField(forms.CharField):
+    """Text whose every rule is the job-request schema's, NUL characters too (a CharField's
+    own check would answer them in other words than the API and ``submit_job``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators = [
+            v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)
+        ]
+
+
 class NewJobForm(forms.Form):
     """One job of ``kind``: its text, and for update and customize an agent, pasted or uploaded.
 
     ``payload()`` is the protocol's body for the kind, ready for ``job_submit``.
     """
 
-    text = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 8}),
-        max_length=MAX_TEXT_CHARS,
-        error_messages={
-            "max_length": f"Must be at most {MAX_TEXT_CHARS:,} characters (it has %(show_value)s)."
-        },
+    # Not required and no max_length here: the schema's rules (and messages) decide; the
+    # browser is told both through the widget's attributes.
+    text = SchemaTextField(
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 8, "required": True, "maxlength": MAX_TEXT_CHARS}),
     )
     agent_json = forms.CharField(
         label="Agent JSON",
@@ -67,10 +84,20 @@ class NewJobForm(forms.Form):
         help_text=f"A .json file of at most {filesizeformat(MAX_AGENT_JSON_BYTES)}.",
         widget=forms.ClearableFileInput(attrs={"accept": ".json,application/json"}),
     )
+    notify_email = forms.BooleanField(label="Email me when it's done", required=False)
 
-    def __init__(self, *args: Any, kind: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, kind: str, email: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.kind = Kind(kind)
+        # Checked by default for a user with an email address; one without cannot ask.
+        notify = self.fields["notify_email"]
+        notify.initial = bool(email)
+        notify.disabled = not email
+        notify.help_text = (
+            f"One email to {email} each time the job ends (not when you stop it)."
+            if email
+            else "Your account has no email address, so the portal cannot write to you."
+        )
         label, help_text = TEXT_LABELS[self.kind]
         self.fields["text"].label = label
         self.fields["text"].help_text = help_text
@@ -78,77 +105,83 @@ class NewJobForm(forms.Form):
             del self.fields["agent_json"]
             del self.fields["agent_file"]
         self._agent_source = "agent_json"
+        self._agent_given: set[str] = set()  # the agent fields that held something (even null)
+        self.request_payload: dict[str, Any] | None = None
 
-    def clean_agent_file(self) -> dict | None:
+    def clean_agent_file(self) -> Any:
         upload = self.cleaned_data.get("agent_file")
         if not upload:
             return None
         if upload.size > MAX_AGENT_JSON_BYTES:
             raise forms.ValidationError(
-                f"The file is {filesizeformat(upload.size)}; the limit is "
-                f"{filesizeformat(MAX_AGENT_JSON_BYTES)}."
+                f"The file is {upload.size:,} bytes; the largest read is "
+                f"{MAX_AGENT_JSON_BYTES:,} bytes."
             )
+        self._agent_given.add("agent_file")
         return _agent_from_json(upload.read(), what="The file")
 
-    def clean_agent_json(self) -> dict | None:
+    def clean_agent_json(self) -> Any:
         text = self.cleaned_data.get("agent_json") or ""
         if not text.strip():
             return None
-        if len(text.encode()) > MAX_AGENT_JSON_BYTES:
+        if (size := len(text.encode())) > MAX_AGENT_JSON_BYTES:
             raise forms.ValidationError(
-                f"The pasted JSON is larger than {filesizeformat(MAX_AGENT_JSON_BYTES)}."
+                f"The pasted JSON is {size:,} bytes; the largest read is "
+                f"{MAX_AGENT_JSON_BYTES:,} bytes."
             )
+        self._agent_given.add("agent_json")
         return _agent_from_json(text, what="The pasted text")
 
     def clean(self) -> dict[str, Any]:
         super().clean()  # Form.clean() returns cleaned_data (the stubs allow None)
         data = self.cleaned_data
-        if (
-            self.kind not in AGENT_FIELD
-            or "agent_json" in self.errors
-            or "agent_file" in self.errors
-        ):
-            return data
-        pasted, uploaded = data.get("agent_json"), data.get("agent_file")
-        if pasted is not None and uploaded is not None:
-            self.add_error("agent_json", "Paste the agent JSON or upload a file, not both.")
-        elif pasted is None and uploaded is None:
-            self.add_error("agent_json", "Paste the agent JSON or upload it as a file.")
-        elif uploaded is not None:
-            self._agent_source = "agent_file"
+        agent_read = "agent_json" not in self.errors and "agent_file" not in self.errors
+        if self.kind in AGENT_FIELD and agent_read:
+            if self._agent_given == {"agent_json", "agent_file"}:
+                self.add_error("agent_json", "Paste the agent JSON or upload a file, not both.")
+            elif self._agent_given == {"agent_file"}:
+                self._agent_source = "agent_file"
+        self._judge(data)
         return data
 
+    def _judge(self, data: dict[str, Any]) -> None:
+        """Let the schema judge what was read; its errors go beside the fields they name
+        (a field that could not be read, or was read twice, already says why)."""
+        payload: dict[str, Any] = {TEXT_FIELD[self.kind]: data.get("text") or ""}
+        if self.kind in AGENT_FIELD and self._agent_source in self._agent_given:
+            payload[AGENT_FIELD[self.kind]] = data.get(self._agent_source)
+        try:
+            self.request_payload = job_request_clean(kind=self.kind, payload=payload)
+        except InvalidJobRequest as exc:
+            self.request_payload = None
+            agent_unread = bool({"agent_json", "agent_file"} & set(self.errors))
+            fields = {TEXT_FIELD[self.kind]: "text", AGENT_FIELD.get(self.kind): self._agent_source}
+            for field, message in exc.errors.items():
+                name = fields.get(field)
+                if name == "text" and "text" in self.errors:
+                    continue
+                if name == self._agent_source and agent_unread:
+                    continue
+                self.add_error(name, message)
+
     def payload(self) -> dict[str, Any]:
-        """The protocol's fields for this kind (call after ``is_valid()``)."""
-        payload: dict[str, Any] = {TEXT_FIELD[self.kind]: self.cleaned_data["text"]}
-        if self.kind in AGENT_FIELD:
-            payload[AGENT_FIELD[self.kind]] = self.cleaned_data.get(self._agent_source)
-        return payload
-
-    def add_request_errors(self, errors: dict[str, str]) -> None:
-        """Show ``InvalidJobRequest.errors`` (keyed by protocol field) beside this form's fields."""
-        fields = {TEXT_FIELD[self.kind]: "text", AGENT_FIELD.get(self.kind): self._agent_source}
-        for field, message in errors.items():
-            self.add_error(fields.get(field), message)
+        """The protocol's fields for this kind, as the schema cleaned them (after is_valid())."""
+        if self.request_payload is None:
+            raise ValueError("payload() of a form that is not valid")
+        return self.request_payload
 
 
-def _agent_from_json(raw: str | bytes, *, what: str) -> dict:
+def _agent_from_json(raw: str | bytes, *, what: str) -> Any:
+    """The JSON value in ``raw``: reading it is the form's part; whether it is an agent is the
+    schema's (so a list gets the same answer here as from the API)."""
     if json_too_deep(raw):
         raise forms.ValidationError(f"{what} is too deeply nested: {JSON_TOO_DEEP}")
     try:
-        value = json.loads(raw)
+        return json.loads(raw)
     except UnicodeDecodeError:
         raise forms.ValidationError(f"{what} is not UTF-8 text, so it cannot be JSON.") from None
     except ValueError as exc:
         raise forms.ValidationError(f"{what} is not valid JSON: {exc}.") from None
-    if not isinstance(value, dict):
-        kind = {list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(
-            type(value), "a number"
-        )
-        raise forms.ValidationError(
-            f'{what} holds {kind}; an agent is a JSON object ({{"nodes": …, "links": …}}).'
-        )
-    return value
 
 
 class AnswerForm(forms.Form):

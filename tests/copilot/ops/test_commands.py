@@ -144,7 +144,10 @@ def test_submit_job_wait_exits_1_when_the_job_fails(user, settings, failing_refe
         (["--description", "x" * 10_001], "invalid job: description: Must be at most 10,000"),
         (["--description", "   "], "invalid job: description: This field is required."),
         (["--description", GOAL, "--user", "nobody"], "no user 'nobody'"),
-        (["--kind", "update", "--description", "add a step"], "--agent-json FILE is required"),
+        (
+            ["--kind", "update", "--description", "add a step"],
+            "invalid job: current_agent_json: This field is required.",
+        ),
     ],
 )
 def test_submit_job_refuses_bad_input_and_changes_nothing(user, args, message):
@@ -160,7 +163,7 @@ def test_submit_job_refuses_bad_input_and_changes_nothing(user, args, message):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("[1, 2]", "invalid job: current_agent_json: Must be a JSON object (an agent), not list."),
+        ("[1, 2]", "invalid job: current_agent_json: Must be a JSON object."),
         ("{not json", "is not JSON"),
     ],
 )

@@ -310,3 +310,65 @@ def test_retry_of_a_failed_job_by_staff(user, staff_user):
     response = staff.post(f"/api/jobs/{job.id}/retry/", content_type=JSON)
     assert response.status_code == 200 and response.json()["attempt"] == 2
     assert job.events.filter(type="retry").get().data["by"] == "admin"
+
+
+# --- the rest of /api/ ----------------------------------------------------------------------
+
+
+def test_a_bad_token_is_401_even_with_a_session(user):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    response = client.get("/api/jobs/", HTTP_AUTHORIZATION="Bearer not-a-real-token")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_unknown_api_paths_are_json_404s(api, client):
+    for method, path in [
+        ("GET", "/api/"),
+        ("GET", "/api/nope"),
+        ("GET", "/api/jobs"),  # no trailing slash
+        ("POST", "/api/jobs/x/y/"),
+    ]:
+        for caller in (api, client):  # with a token, and with nothing (no CSRF token either)
+            response = caller.generic(method, path)
+            assert (response.status_code, response.json()) == (404, {"detail": "Not found."})
+    response = api.generic("POST", "/api/jobs/not-a-uuid/cancel/")  # a route, a bad id
+    assert (response.status_code, response.json()) == (404, {"detail": "Not found."})
+
+
+def test_a_method_not_allowed_is_json(api, user):
+    job = submit(user)
+    for method, path, allowed in [
+        ("DELETE", "/api/jobs/", "GET, POST"),
+        ("GET", f"/api/jobs/{job.id}/retry/", "POST"),
+        ("PATCH", f"/api/jobs/{job.id}/", "GET"),
+    ]:
+        response = api.generic(method, path)
+        assert response.status_code == 405 and response["Allow"] == allowed
+        assert response.json() == {"detail": f"Method {method} not allowed."}
+
+
+def test_errors_never_repeat_the_input(api):
+    secret = "s3cr3t-" * 2_000
+    response = post_json(api, "/api/jobs/", {"kind": "decompose", "description": secret})
+    assert response.status_code == 400
+    assert response.json() == {
+        "errors": {"description": "Must be at most 10,000 characters (it has 14,000)."}
+    }
+    for query in [f"status={secret}", f"kind={secret}", f"page={secret}"]:
+        response = api.get(f"/api/jobs/?{query}")
+        assert response.status_code == 400 and "s3cr3t" not in response.content.decode()
+    response = post_json(api, "/api/jobs/", '{"kind": "decompose", "description": "s3cr3t')
+    assert response.status_code == 400 and "s3cr3t" not in response.content.decode()
+
+
+def test_the_docs_page_is_swagger_ui_from_the_portal_with_data_images_allowed(client):
+    response = client.get("/api/docs")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/html")
+    page = response.content.decode()
+    assert '<script src="/static/ninja/swagger-ui-bundle.js">' in page
+    assert "http://" not in page and "https://" not in page  # no CDN
+    assert "img-src 'self' data:" in response["Content-Security-Policy"]
+    for other in ("/accounts/login/", "/api/openapi.json"):
+        assert "data:" not in client.get(other)["Content-Security-Policy"]

@@ -18,7 +18,14 @@ from django.test import Client
 
 from copilot.jobs import services
 from copilot.jobs.exceptions import InvalidJobRequest
-from copilot.jobs.job_requests import MAX_JSON_DEPTH, json_too_deep
+from copilot.jobs.json_limits import (
+    JSON_TOO_DEEP,
+    MAX_JSON_DEPTH,
+    MAX_PARSE_DEPTH,
+    MAX_VALUE_DEPTH,
+    VALUE_TOO_DEEP,
+    json_too_deep,
+)
 from copilot.jobs.models import GenerationJob
 from copilot.jobs.tokens import api_token_create
 from tests.copilot.web.test_pages import field_errors
@@ -75,13 +82,13 @@ def make_jobs(user, count: int) -> None:
 
 
 def test_the_depth_scan_counts_brackets_outside_strings_only():
-    assert not json_too_deep(nested(MAX_JSON_DEPTH))
-    assert json_too_deep(nested(MAX_JSON_DEPTH + 1))
+    assert not json_too_deep(nested(MAX_PARSE_DEPTH))
+    assert json_too_deep(nested(MAX_PARSE_DEPTH + 1))
     assert json_too_deep(nested(10_000).encode())
     assert not json_too_deep('["[[[[\\"[[[", {"a": "{{{{"}]', limit=2)
     assert json_too_deep('[[{"a": "]]]]"}]]', limit=2)
     assert not json_too_deep('["' + "[" * 100, limit=1)  # an unclosed string: left to json
-    assert json_too_deep(nested(MAX_JSON_DEPTH + 1).encode("utf-16"))
+    assert json_too_deep(nested(MAX_PARSE_DEPTH + 1).encode("utf-16"))
 
 
 # --- page numbers and filters -----------------------------------------------------------------
@@ -102,7 +109,7 @@ def test_the_last_page_number_taken_is_answered_empty(api, user):
 
 
 @pytest.mark.parametrize("name", ["status", "kind"])
-@pytest.mark.parametrize("value", ["\x00", "²", "x" * 10_000, "queued\x00"])
+@pytest.mark.parametrize("value", ["\x00", "²", "x" * 10_000, "queued\x00", ""])
 def test_a_bad_filter_is_a_400_naming_it(api, name, value):
     response = api.get("/api/jobs/", {name: value})
     assert response.status_code == 400
@@ -152,17 +159,24 @@ def test_the_job_list_page_takes_any_filter(client, staff_user, query):
 
 
 def test_an_api_body_nested_to_the_limit_is_a_job(api):
-    assert not json_too_deep(update_body(MAX_JSON_DEPTH))
-    assert json_too_deep(update_body(MAX_JSON_DEPTH + 1))
     response = api.post("/api/jobs/", update_body(MAX_JSON_DEPTH), content_type=JSON)
     assert response.status_code == 201, response.content
 
 
-@pytest.mark.parametrize("body", [update_body(MAX_JSON_DEPTH + 1), nested(10_000)])
-def test_an_api_body_nested_deeper_is_a_400_naming_the_limit(api, body):
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (update_body(MAX_JSON_DEPTH + 1), "current_agent_json"),  # parsed; the schema refuses
+        (update_body(MAX_PARSE_DEPTH + 1), "body"),  # not parsed at all
+        (nested(10_000), "body"),
+    ],
+    ids=["schema", "parse-limit", "10000"],
+)
+def test_an_api_body_nested_deeper_is_a_400_naming_the_limit(api, body, field):
     response = api.post("/api/jobs/", body, content_type=JSON)
     assert response.status_code == 400
-    assert f"at most {MAX_JSON_DEPTH} levels" in response.json()["errors"]["body"]
+    message = JSON_TOO_DEEP if field == "body" else VALUE_TOO_DEEP
+    assert response.json()["errors"] == {field: message}
     assert not GenerationJob.objects.exists()
 
 
@@ -183,17 +197,17 @@ def test_values_the_database_cannot_store_are_a_400(api, value):
 
 def test_the_service_refuses_data_nested_deeper_than_the_limit(user):
     """Whatever the caller (a follow-up, a generate from a result), nothing deeper is stored."""
-    agent = {"nodes": [], "links": [], "extra": json.loads(nested(MAX_JSON_DEPTH - 1))}
+    agent = {"nodes": [], "links": [], "extra": json.loads(nested(MAX_VALUE_DEPTH - 1))}
     services.job_submit(
         user=user, kind="update", payload={"update_request": "x", "current_agent_json": agent}
     )
-    agent["extra"] = json.loads(nested(MAX_JSON_DEPTH))
+    agent["extra"] = json.loads(nested(MAX_VALUE_DEPTH))
     with pytest.raises(InvalidJobRequest) as info:
         services.job_submit(
             user=user, kind="update", payload={"update_request": "x", "current_agent_json": agent}
         )
-    assert f"at most {MAX_JSON_DEPTH} levels" in info.value.errors["current_agent_json"]
-    deep_instructions = {"goal": "x", "steps": json.loads(nested(MAX_JSON_DEPTH))}
+    assert info.value.errors == {"current_agent_json": VALUE_TOO_DEEP}
+    deep_instructions = {"goal": "x", "steps": json.loads(nested(MAX_VALUE_DEPTH))}
     with pytest.raises(InvalidJobRequest):
         services.job_submit(user=user, kind="generate", payload={"instructions": deep_instructions})
     assert GenerationJob.objects.count() == 1
@@ -214,19 +228,20 @@ def post_agent(client: Client, *, text: str, upload: bool):
 @pytest.mark.parametrize("upload", [False, True], ids=["pasted", "uploaded"])
 def test_an_agent_nested_to_the_limit_is_a_job(client, user, upload):
     client.force_login(user)
-    response = post_agent(client, text=agent_text(MAX_JSON_DEPTH), upload=upload)
+    response = post_agent(client, text=agent_text(MAX_VALUE_DEPTH), upload=upload)
     assert response.status_code == 302
     assert GenerationJob.objects.count() == 1
 
 
 @pytest.mark.parametrize("upload", [False, True], ids=["pasted", "uploaded"])
-@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 10_000])
+@pytest.mark.parametrize("depth", [MAX_VALUE_DEPTH + 1, 10_000])
 def test_an_agent_nested_deeper_is_an_error_by_its_field(client, user, upload, depth):
     client.force_login(user)
     response = post_agent(client, text=agent_text(depth), upload=upload)
     assert response.status_code == 200
     field = "agent_file" if upload else "agent_json"
-    assert f"at most {MAX_JSON_DEPTH} levels" in field_errors(response, field)
+    message = VALUE_TOO_DEEP if depth <= MAX_PARSE_DEPTH else JSON_TOO_DEEP
+    assert message in field_errors(response, field)
     assert not GenerationJob.objects.exists()
 
 
@@ -245,17 +260,20 @@ def submit_agent_file(tmp_path, text: str) -> str:
 
 
 def test_submit_job_takes_an_agent_nested_to_the_limit(user, tmp_path):
-    assert "queued" in submit_agent_file(tmp_path, agent_text(MAX_JSON_DEPTH))
+    assert "queued" in submit_agent_file(tmp_path, agent_text(MAX_VALUE_DEPTH))
     assert GenerationJob.objects.count() == 1
 
 
-@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 10_000])
+@pytest.mark.parametrize("depth", [MAX_VALUE_DEPTH + 1, 10_000])
 def test_submit_job_refuses_an_agent_nested_deeper_in_one_line(user, tmp_path, depth):
     with pytest.raises(CommandError) as info:
         submit_agent_file(tmp_path, agent_text(depth))
     message = str(info.value)
     assert "\n" not in message
-    assert "too deeply nested" in message and f"at most {MAX_JSON_DEPTH} levels" in message
+    if depth <= MAX_PARSE_DEPTH:  # read, then refused by the schema, as the API and form do
+        assert message == f"invalid job: current_agent_json: {VALUE_TOO_DEEP}"
+    else:
+        assert "too deeply nested" in message and JSON_TOO_DEEP in message
     assert not GenerationJob.objects.exists()
 
 

@@ -252,7 +252,8 @@ def test_an_inline_script_with_the_nonce_is_matched_by_the_header():
 
 def test_json_responses_have_the_policy_without_a_nonce(client, user):
     client.force_login(user)
-    response = client.get(reverse("api_jobs"))
-    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    response = client.get(reverse("api:jobs"))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json; charset=utf-8"
     policy = policy_of(response)
     assert policy["script-src"] == ["'self'"] and policy["frame-ancestors"] == ["'none'"]

@@ -245,7 +245,7 @@ def field_errors(response, field: str) -> str:
             "text",
             f"at most {MAX_TEXT_CHARS:,}",
         ),
-        ({"kind": "update", "text": "change it"}, None, "agent_json", "Paste the agent JSON"),
+        ({"kind": "update", "text": "change it"}, None, "agent_json", "This field is required."),
         (
             {"kind": "update", "text": "change it", "agent_json": "{nope"},
             None,
@@ -256,13 +256,13 @@ def field_errors(response, field: str) -> str:
             {"kind": "update", "text": "change it", "agent_json": "[1, 2]"},
             None,
             "agent_json",
-            "holds a list; an agent is a JSON object",
+            "Must be a JSON object.",
         ),
         (
             {"kind": "update", "text": "change it", "agent_json": '{"nodes": {}}'},
             None,
             "agent_json",
-            "The agent's 'nodes' must be a list.",
+            "nodes: Must be a list.",
         ),
         (
             {"kind": "customize", "text": "change it"},
@@ -274,7 +274,7 @@ def field_errors(response, field: str) -> str:
             {"kind": "customize", "text": "change it"},
             b'"just a string"',
             "agent_file",
-            "The file holds a string; an agent is a JSON object",
+            "Must be a JSON object.",
         ),
         (
             {"kind": "customize", "text": "change it"},
@@ -286,7 +286,7 @@ def field_errors(response, field: str) -> str:
             {"kind": "customize", "text": "change it"},
             b"{" + b" " * MAX_AGENT_JSON_BYTES + b"}",
             "agent_file",
-            "the limit is 1.0",
+            f"the largest read is {MAX_AGENT_JSON_BYTES:,} bytes",
         ),
         (
             {"kind": "customize", "text": "change it", "agent_json": json.dumps(AGENT)},
@@ -548,8 +548,8 @@ def test_a_generated_agent_is_drawn_beside_its_json(client, user):
     agent["name"] = f"Digest {XSS}"
     try:
         from agent_generator.reference.catalogue import BLOCKS
-    except ImportError:  # without the reference catalogue, nodes are labelled by block id
-        expected = "other-block"
+    except ImportError:  # without the reference catalogue, a node's block is unknown
+        expected = "Unknown block"
     else:
         agent["nodes"][1]["block_id"] = BLOCKS[0].id
         expected = BLOCKS[0].name
@@ -561,8 +561,16 @@ def test_a_generated_agent_is_drawn_beside_its_json(client, user):
         r'<script id="agent-diagram-data" type="application/json">(.*?)</script>', page, re.S
     ).group(1)
     diagram = json.loads(data)
-    assert [n["label"] for n in diagram["nodes"]] == ["no-such-block", expected]
-    assert diagram["links"] == [{"source": "n1", "sink": "n2", "label": "out\u2192in"}]
+    assert [n["label"] for n in diagram["nodes"]] == ["Unknown block", expected]
+    assert diagram["links"] == [
+        {
+            "source": "n1",
+            "sink": "n2",
+            "source_name": "out",
+            "sink_name": "in",
+            "label": "out \u2192 in",
+        }
+    ]
     assert "&quot;name&quot;: &quot;Digest &lt;script&gt;" in page  # the pretty JSON, escaped
     assert f'href="/jobs/{job.id}/agent.json"' in page
 

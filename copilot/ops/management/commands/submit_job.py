@@ -13,7 +13,8 @@ from django.core.management.base import CommandError
 
 from copilot.jobs import services
 from copilot.jobs.exceptions import CopilotError, InvalidJobRequest
-from copilot.jobs.job_requests import AGENT_FIELD, JSON_TOO_DEEP, TEXT_FIELD, json_too_deep
+from copilot.jobs.job_requests import AGENT_FIELD, TEXT_FIELD
+from copilot.jobs.json_limits import JSON_TOO_DEEP, json_too_deep
 from copilot.jobs.models import GenerationJob
 from copilot.jobs.presenters import event_line, job_as_dict
 from copilot.jobs.selectors import events_after, job_get
@@ -53,6 +54,11 @@ class Command(OperatorCommand):
         parser.add_argument(
             "--user", default="demo", help="The job's owner, by username (default: %(default)r)"
         )
+        parser.add_argument(
+            "--notify-email",
+            action="store_true",
+            help="Email the owner when each attempt of the job ends.",
+        )
         parser.add_argument("--wait", action="store_true", help="Follow the job until it ends.")
         parser.add_argument(
             "--json", action="store_true", help="Print the job as one JSON object at the end."
@@ -65,6 +71,7 @@ class Command(OperatorCommand):
         description: str,
         agent_json: Path | None,
         user: str,
+        notify_email: bool,
         wait: bool,
         json: bool,
         **options,
@@ -72,10 +79,12 @@ class Command(OperatorCommand):
         owner = self._user(user)
         job_kind = GenerationJob.Kind(kind)  # a known kind: args.kind checked it
         payload: dict[str, Any] = {TEXT_FIELD[job_kind]: description}
-        if job_kind in AGENT_FIELD:
+        if job_kind in AGENT_FIELD and agent_json is not None:
             payload[AGENT_FIELD[job_kind]] = self._agent_json(agent_json)
         try:
-            job = services.job_submit(user=owner, kind=kind, payload=payload)
+            job = services.job_submit(
+                user=owner, kind=kind, payload=payload, notify_email=notify_email
+            )
         except InvalidJobRequest as exc:
             raise CommandError(f"invalid job: {exc}") from None
         except CopilotError as exc:
@@ -95,9 +104,7 @@ class Command(OperatorCommand):
         except get_user_model().DoesNotExist:
             raise CommandError(f"no user {username!r}; name an existing user with --user") from None
 
-    def _agent_json(self, path: Path | None) -> object:
-        if path is None:
-            raise CommandError("--agent-json FILE is required for update and customize")
+    def _agent_json(self, path: Path) -> object:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
