@@ -40,8 +40,9 @@ def api_token_create(
     return token, key
 
 
-def user_for_key(*, key: str):
-    """The active user a plain key belongs to (and note its use), or None.
+def api_token_for_key(*, key: str) -> ApiToken | None:
+    """The token of a plain key whose user is active (with ``user`` loaded; its use noted),
+    or None. The stream keeps the token's id, to end when the token goes.
 
     Raises TokenExpired when the key is known but its token has expired.
     """
@@ -56,4 +57,13 @@ def user_for_key(*, key: str):
         logger.info("api token expired id=%s user=%s", token.pk, token.user_id)
         raise TokenExpired(f"API token {token.pk} expired at {token.expires_at:%Y-%m-%d %H:%M}")
     ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token.user
+    return token
+
+
+def user_for_key(*, key: str):
+    """The active user a plain key belongs to (and note its use), or None.
+
+    Raises TokenExpired when the key is known but its token has expired.
+    """
+    token = api_token_for_key(key=key)
+    return token.user if token is not None else None

@@ -31,9 +31,9 @@ Limits (``bench/slow_readers.py`` measures the third):
   heartbeat while the stream holds over :data:`MAX_UNSENT_BYTES` for it is dropped (the
   connection aborted, its buffers freed), and so is one still full at a planned end; it
   resumes from its ``Last-Event-ID``;
-- a stream whose session was logged out or whose user was deactivated ends within one
-  heartbeat (the hub checks all the process's streams in one query); the browser's client
-  reconnects, gets ``401`` and shows its login link.
+- a stream whose login goes (session logged out, API token deleted or expired, user
+  deactivated) ends within one heartbeat (the hub checks all the process's streams in one
+  query); the client reconnects and gets ``401`` (the browser's shows its login link).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ import logging
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import NoReturn
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -57,6 +58,7 @@ from copilot.jobs.models import GenerationJob, JobEvent
 from copilot.jobs.presenters import job_as_dict
 from copilot.jobs.selectors import events_after, job_get
 from copilot.logs import request_id_from, request_id_var, user_id_var
+from copilot.stream.auth import Refusal, stream_login
 from copilot.stream.backpressure import AssumeDrained, Flow, flow_for
 from copilot.stream.hub import StreamHub, event_frame
 from copilot.stream.sse import encode_comment, encode_event, parse_last_event_id
@@ -142,6 +144,7 @@ class JobEventStream(AsyncHttpConsumer):
         super().__init__(*args, **kwargs)
         self.job_id: uuid.UUID | None = None
         self.session_key: str | None = None
+        self.token_id: int | None = None  # the ApiToken that opened it, if one did
         self.user_id: int | None = None
         self.last_sent = 0
         self.open = False
@@ -189,9 +192,10 @@ class JobEventStream(AsyncHttpConsumer):
             await self._answer(405, b"This is an event stream: GET it.\n", [(b"allow", b"GET")])
         if message.get("more_body"):
             return  # a GET has no body worth waiting for; answer once it is all in
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self._answer(401, b"Log in to follow this job.\n")
+        login = await stream_login(self.scope)
+        if isinstance(login, Refusal):
+            await self._answer(401, login.body, login.headers)
+        user = login.user
         hub = StreamHub.current()
         if not hub.admit(user.pk, limit=settings.COPILOT_MAX_STREAMS_PER_USER):
             logger.info("stream refused, too many streams user=%s", user.pk)
@@ -210,7 +214,7 @@ class JobEventStream(AsyncHttpConsumer):
             await self._answer(204, b"")
         self.job_id = job.id
         self.user_id = user.pk
-        self.session_key = getattr(self.scope.get("session"), "session_key", None)
+        self.session_key, self.token_id = login.session_key, login.token_id
         try:
             await hub.join(self)
         except Exception:
@@ -241,7 +245,7 @@ class JobEventStream(AsyncHttpConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         return parse_last_event_id((query.get("last_event_id") or [None])[0])
 
-    async def _answer(self, status: int, body: bytes, headers: list | None = None) -> None:
+    async def _answer(self, status: int, body: bytes, headers: list | None = None) -> NoReturn:
         self._release_slot()
         headers = [
             (b"content-type", b"text/plain; charset=utf-8"),
@@ -332,7 +336,7 @@ class JobEventStream(AsyncHttpConsumer):
             self._spawn(self._resync())
 
     def revoke(self) -> None:
-        """From the hub: the stream's session is gone or its user is no longer active."""
+        """From the hub: the stream's session or token is gone, or its user is inactive."""
         if self.open and not self._revoked:
             self._revoked = True
             logger.info("stream ended, login gone job=%s user=%s", self.job_id, self.user_id)

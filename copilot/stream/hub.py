@@ -9,8 +9,9 @@ Nothing depends on a channel-layer message arriving: once per heartbeat the hub 
 one query, every open stream with its job's newest ``seq``; a stream still behind at the next
 check (a dropped message; a Redis restart that forgot the hub's membership) makes the hub
 re-join the job's group and the stream replay what it missed from the database. In the same
-beat, one more query asks which of the streams' sessions and users still hold
-(:mod:`copilot.stream.access`); a stream whose user logged out or was deactivated ends.
+beat, one more query asks which of the streams' sessions, API tokens and users still hold
+(:mod:`copilot.stream.access`); a stream whose user logged out or was deactivated, or whose
+token was deleted or expired, ends.
 
 The hub also counts each user's open streams (:meth:`StreamHub.admit`), for
 ``COPILOT_MAX_STREAMS_PER_USER``. The count is per process, with no shared state: with N web
@@ -48,6 +49,7 @@ class HubStream(Protocol):
 
     job_id: uuid.UUID
     session_key: str | None
+    token_id: int | None
     user_id: int | None
 
     async def deliver(self, event: dict, frame: bytes) -> None: ...
@@ -194,7 +196,7 @@ class StreamHub:
                 stream.check_lag(newest.get(job_id, 0))
 
     async def _check_logins(self) -> None:
-        """End the streams whose session is gone or whose user is no longer active."""
+        """End the streams whose session or token is gone or whose user is no longer active."""
         streams = [stream for streams in self.streams.values() for stream in streams]
         if not streams:
             return
@@ -202,10 +204,13 @@ class StreamHub:
             valid = await _logins_valid(
                 session_keys=[s.session_key for s in streams if s.session_key],
                 user_ids=[s.user_id for s in streams if s.user_id is not None],
+                token_ids=[s.token_id for s in streams if s.token_id is not None],
             )
         except Exception:
             logger.warning("stream login check failed", exc_info=True)
             return
         for stream in streams:
-            if not valid.allows(session_key=stream.session_key, user_id=stream.user_id):
+            if not valid.allows(
+                session_key=stream.session_key, user_id=stream.user_id, token_id=stream.token_id
+            ):
                 stream.revoke()

@@ -1,0 +1,90 @@
+"""Who opens a stream: the bearer token of ``Authorization``, else the session.
+
+Browsers follow a job with their session cookie; scripts with the JSON API's own tokens
+(:mod:`copilot.jobs.tokens`), as ``Authorization: Bearer <key>``. A request that sends a
+bearer token is the token's or nobody's: an unknown or expired token, or one whose user is
+inactive, is a ``401`` even beside a valid session cookie, so a script never runs, unnoticed,
+as whoever is logged in in the same cookie jar. Another scheme (``Basic``, which a proxy in
+front of the portal may have the browser send) is not the portal's: the session decides, as
+in the JSON API.
+
+The stream keeps the session's key or the token's id, so the heartbeat's check
+(:mod:`copilot.stream.access`) ends it once that login is gone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from copilot.jobs.exceptions import TokenExpired
+from copilot.jobs.models import ApiToken
+from copilot.jobs.tokens import api_token_for_key
+
+BEARER_PREFIX = b"bearer "
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamLogin:
+    """The user a stream runs as, and the login that must hold while it is open."""
+
+    user: Any  # the user model's instance, authenticated
+    session_key: str | None = None
+    token_id: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Refusal:
+    """A ``401``: its short text body and its headers."""
+
+    body: bytes
+    headers: list[tuple[bytes, bytes]]
+
+
+NOT_LOGGED_IN = Refusal(body=b"Log in to follow this job.\n", headers=[])
+INVALID_TOKEN = Refusal(
+    body=b"Invalid token.\n", headers=[(b"www-authenticate", b'Bearer error="invalid_token"')]
+)
+EXPIRED_TOKEN = Refusal(
+    body=b"Token expired; ask for a new one.\n",
+    headers=[
+        (
+            b"www-authenticate",
+            b'Bearer error="invalid_token", error_description="The token expired"',
+        )
+    ],
+)
+
+
+def bearer_key(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The key of the first ``Authorization: Bearer`` header (maybe empty); None: none sent."""
+    for name, value in headers:
+        scheme = value[: len(BEARER_PREFIX)].lower()
+        if name.lower() == b"authorization" and scheme == BEARER_PREFIX:
+            return value[len(BEARER_PREFIX) :].decode("latin-1").strip()
+    return None
+
+
+@database_sync_to_async
+def _token_for_key(key: str) -> ApiToken | None:
+    return api_token_for_key(key=key)
+
+
+async def stream_login(scope: dict) -> StreamLogin | Refusal:
+    """The login of a stream's request (``scope`` after Channels' auth middleware)."""
+    key = bearer_key(scope.get("headers", []))
+    if key is not None:
+        try:
+            token = await _token_for_key(key) if key else None
+        except TokenExpired:
+            return EXPIRED_TOKEN
+        if token is None:
+            return INVALID_TOKEN
+        return StreamLogin(user=token.user, token_id=token.pk)
+    user = scope.get("user")
+    if user is None or not user.is_authenticated:
+        return NOT_LOGGED_IN
+    session_key = getattr(scope.get("session"), "session_key", None)
+    return StreamLogin(user=user, session_key=session_key)
