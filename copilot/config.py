@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from copilot import mail_config as mail
 from copilot.jobs.messaging import FANOUT_CHANNEL_PREFIX
 from copilot.runner.upstream import EMBEDDED_AGENT_GENERATOR
 
@@ -89,6 +90,11 @@ class PortalConfig:
     log_level: str
     log_format: str
     metrics_token: str
+    # Job-end emails (copilot.jobs.notify): Django's EMAIL_* settings from EMAIL_URL, the
+    # sender, and the portal's public base URL that links in them start with.
+    email: dict[str, Any]
+    default_from_email: str
+    portal_base_url: str
     # Behind a TLS proxy (docs/deploy.md, "Production checklist"); each is Django's setting
     # of the same name in upper case.
     csrf_trusted_origins: list[str]
@@ -206,6 +212,15 @@ def _metrics_token(reader: environ.Env, name: str) -> str:
             "and -._~+/ (python -c 'import secrets; print(secrets.token_urlsafe(32))'), or unset."
         )
     return raw
+
+
+def _mail_setting(read: Callable[..., Any], reader: environ.Env, name: str, **kwargs: Any) -> Any:
+    """``read(raw value of name, **kwargs)`` from :mod:`copilot.mail_config`, its ValueError
+    made a ConfigError."""
+    try:
+        return read(reader.str(name, default=""), name=name, **kwargs)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _proxy_ssl_header(reader: environ.Env, name: str) -> tuple[str, str] | None:
@@ -382,6 +397,9 @@ def load(env: Mapping[str, str], *, base_dir: Path) -> PortalConfig:
         log_level=reader.str("LOG_LEVEL", default="INFO").upper(),
         log_format=reader.str("LOG_FORMAT", default="text").lower() or "text",
         metrics_token=_metrics_token(reader, "METRICS_TOKEN"),
+        email=_mail_setting(mail.email_settings, reader, "EMAIL_URL", base_dir=base_dir),
+        default_from_email=_mail_setting(mail.from_email, reader, "DEFAULT_FROM_EMAIL"),
+        portal_base_url=_mail_setting(mail.base_url, reader, "PORTAL_BASE_URL", debug=debug),
         csrf_trusted_origins=_origins(reader, "CSRF_TRUSTED_ORIGINS"),
         secure_proxy_ssl_header=_proxy_ssl_header(reader, "SECURE_PROXY_SSL_HEADER"),
         secure_ssl_redirect=_bool(reader, "SECURE_SSL_REDIRECT", False),

@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "axes",  # login throttling (django-axes): see AXES_* below
     "channels",
+    "ninja",  # the JSON API's /api/docs: django-ninja's template and Swagger UI's static files
 ]
 
 MIDDLEWARE = [
@@ -169,6 +170,20 @@ COPILOT_MAX_STREAMS_PER_USER = CONFIG.max_streams_per_user
 
 # GET /metrics (Prometheus) answers only `Authorization: Bearer <METRICS_TOKEN>`; "" turns it off.
 METRICS_TOKEN = CONFIG.metrics_token
+
+# Job-end emails (copilot.jobs.notify): Django's mail settings from EMAIL_URL (the console by
+# default), the sender, and the base of the links to jobs ("" with DEBUG off and unset: none).
+EMAIL_BACKEND = CONFIG.email["EMAIL_BACKEND"]
+EMAIL_HOST = CONFIG.email["EMAIL_HOST"]
+EMAIL_PORT = CONFIG.email["EMAIL_PORT"]
+EMAIL_HOST_USER = CONFIG.email["EMAIL_HOST_USER"]
+EMAIL_HOST_PASSWORD = CONFIG.email["EMAIL_HOST_PASSWORD"]
+EMAIL_USE_TLS = CONFIG.email["EMAIL_USE_TLS"]
+EMAIL_USE_SSL = CONFIG.email["EMAIL_USE_SSL"]
+EMAIL_TIMEOUT = CONFIG.email["EMAIL_TIMEOUT"]
+EMAIL_FILE_PATH = CONFIG.email["EMAIL_FILE_PATH"]
+DEFAULT_FROM_EMAIL = CONFIG.default_from_email
+PORTAL_BASE_URL = CONFIG.portal_base_url
 
 LOGGING = {
     "version": 1,

@@ -120,6 +120,12 @@ class GenerationJob(models.Model):
     error_type = models.CharField(max_length=64, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
     attempt = models.PositiveIntegerField(default=1)
+    notify_email = models.BooleanField(
+        default=False, help_text="Email the owner when an attempt ends (copilot.jobs.notify)."
+    )
+    notified_attempt = models.PositiveIntegerField(
+        default=0, help_text="The last attempt whose end email was claimed (0: none)."
+    )
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=128, blank=True, default="")
     #: Unused since runner heartbeats replaced per-job expiry (kept for old rows and tools).

@@ -58,8 +58,11 @@ def _job_owner_id(job_id: uuid.UUID | str) -> int | None:
         return None  # not a job id: job_locked says so
 
 
-def job_submit(*, user, kind: str, payload: Mapping[str, Any]) -> GenerationJob:
-    """Validate and store a new job for ``user``, then ask a runner to run it.
+def job_submit(
+    *, user, kind: str, payload: Mapping[str, Any], notify_email: bool = False
+) -> GenerationJob:
+    """Validate and store a new job for ``user``, then ask a runner to run it; with
+    ``notify_email`` the owner gets an email when each of its attempts ends.
 
     Raises InvalidJobRequest (field errors) or JobLimitReached; stores nothing then.
     """
@@ -67,7 +70,9 @@ def job_submit(*, user, kind: str, payload: Mapping[str, Any]) -> GenerationJob:
     with transaction.atomic():
         _owner_locked(owner_id=user.pk)
         _active_limit_check(owner=user)
-        job = GenerationJob.objects.create(owner=user, kind=kind, request=request)
+        job = GenerationJob.objects.create(
+            owner=user, kind=kind, request=request, notify_email=notify_email
+        )
         event = event_add(
             job=job,
             type=EventType.STATUS,

@@ -12,7 +12,8 @@ is one statement guarded by that copy's status and attempt
 moved on, the lease is lost, no such job), or on another database, the row is locked and the
 change is checked and written against the row as it really is. So a stale copy is always
 right, only slower. Both ways write what :func:`_assignments` and :func:`transition_event_data`
-compute, and return the job as now stored.
+compute, and return the job as now stored. Every end of an attempt, whichever way it was
+written, asks :mod:`copilot.jobs.notify` to email the owner once it commits.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from copilot.jobs.events import event_add, job_locked
 from copilot.jobs.exceptions import IllegalTransition
 from copilot.jobs.messaging import publish_on_commit
 from copilot.jobs.models import GenerationJob, JobEvent
+from copilot.jobs.notify import notify_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +154,8 @@ def _write(
         )
     if publish:
         publish_on_commit(job_id=change.job.id, events=[change.event.as_message()])
+    if to in GenerationJob.TERMINAL_STATUSES:
+        notify_on_commit(job=change.job, event_seq=change.event.seq)  # its owner's email
     logger.info(
         "job transition id=%s from=%s to=%s seq=%s",
         change.job.id,

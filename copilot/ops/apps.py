@@ -7,3 +7,6 @@ class OpsConfig(AppConfig):
     name = "copilot.ops"
     label = "copilot_ops"
     verbose_name = "Agent copilot operations"
+
+    def ready(self) -> None:
+        from copilot.ops import checks  # noqa: F401  (registers the deploy checks)
