@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+NODE_STAMP := node_modules/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # The PostgreSQL and Redis the second test pass uses (skipped with a reason when unreachable).
@@ -20,7 +21,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test,scale]"
 	touch $(STAMP)
 
-install: $(STAMP)
+# The browser tests' axe-core (package.json's devDependencies), when npm is there.
+$(NODE_STAMP): package.json
+	@if command -v npm >/dev/null 2>&1; then npm install --no-audit --no-fund && touch $(NODE_STAMP); \
+	else echo "SKIPPED npm install: npm is not installed (the accessibility tests need axe-core)"; fi
+
+install: $(STAMP) $(NODE_STAMP)
 
 # Serves the portal on the embedded defaults: SQLite, in-memory channel layer, the runner and
 # the reference Agent Generator inside the web process. DEBUG is on unless the environment says.
@@ -39,7 +45,7 @@ lint: $(STAMP)
 
 # First pass: the whole suite on the embedded defaults (SQLite, in-memory layer). Tests that
 # need Redis or Chromium find them themselves or skip with a one-line reason.
-pytest: $(STAMP)
+pytest: $(STAMP) $(NODE_STAMP)
 	TEST_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest
 
 # Second pass: the tests marked `postgres` or `alldb`, with PostgreSQL as the default database.

@@ -11,6 +11,7 @@ from typing import Any
 
 from copilot.jobs.job_requests import AGENT_FIELD, TEXT_FIELD
 from copilot.jobs.models import GenerationJob
+from copilot.web.agent_diagram import agent_diagram as agent_diagram  # the pages' import
 
 #: What each client error_type means for the person waiting on the job.
 ERROR_SENTENCES: dict[str, str] = {
@@ -89,49 +90,26 @@ def result_agent(job: GenerationJob) -> dict | None:
     return agent if isinstance(agent, dict) else None
 
 
-def _block_name(block_id: object) -> str:
-    try:
-        from agent_generator.reference.catalogue import block_by_id
-    except ImportError:  # the reference catalogue is optional
-        return str(block_id)
-    block = block_by_id(block_id)
-    return block.name if block is not None else str(block_id)
-
-
 def _dicts(value: object) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
-def agent_diagram(agent: dict[str, Any]) -> dict[str, Any]:
-    """What ``agent_diagram.js`` draws: nodes labelled with block names, links with ports.
+#: The mark a finished job's tab title starts with (``static/copilot/job_title.js`` agrees).
+END_MARKS: dict[str, str] = {"completed": "\u2713", "failed": "\u2717", "timed_out": "\u2717"}
 
-    ``{"nodes": [{"id", "label", "block_id", "x", "y"}], "links": [{"source", "sink", "label"}]}``;
-    ``x``/``y`` are the editor's positions (or null); ``x`` orders the nodes of a layer.
+
+def title_state(job: GenerationJob, *, percent: float | None) -> str:
+    """The start of a job page's tab title: "42%" while running, "✓ Completed" once ended.
+
+    A background tab shows the job's state at a glance; job_title.js keeps it current.
     """
-    nodes = []
-    for node in _dicts(agent.get("nodes")):
-        position = (node.get("metadata") or {}).get("position") or {}
-        if not isinstance(position, dict):
-            position = {}
-        x, y = position.get("x"), position.get("y")
-        nodes.append(
-            {
-                "id": str(node.get("id")),
-                "label": _block_name(node.get("block_id")),
-                "block_id": str(node.get("block_id")),
-                "x": x if isinstance(x, int | float) else None,
-                "y": y if isinstance(y, int | float) else None,
-            }
-        )
-    links = [
-        {
-            "source": str(link.get("source_id")),
-            "sink": str(link.get("sink_id")),
-            "label": f"{link.get('source_name', '')}\u2192{link.get('sink_name', '')}",
-        }
-        for link in _dicts(agent.get("links"))
-    ]
-    return {"nodes": nodes, "links": links}
+    label = job.get_status_display()
+    if job.is_terminal:
+        mark = END_MARKS.get(job.status, "\u25a0")
+        return f"{mark} {label}"
+    if job.status == GenerationJob.Status.RUNNING and percent is not None:
+        return f"{round(percent)}%"
+    return str(label)
 
 
 def pretty_json(value: object, *, sort_keys: bool = False) -> str:

@@ -4,13 +4,18 @@
  * The page holds the diagram's data in a <script type="application/json" id="…"> (Django's
  * json_script) and an element that names it:
  *   <figure data-agent-diagram="agent-diagram-data"></figure>
- * The data (built by copilot.views.display.agent_diagram) is
- *   {"nodes": [{"id", "label", "block_id", "x", "y"}], "links": [{"source", "sink", "label"}]}
+ * The data (built by copilot.web.agent_diagram.agent_diagram) is
+ *   {"nodes": [{"id", "step", "label", "inputs": [{"name", "value"}], "block_id", "x", "y", …}],
+ *    "links": [{"source", "sink", "source_name", "sink_name", "label"}]}
+ * with the nodes in reading order (step 1 first); the page lists the same steps as text, which
+ * the picture names as its description (aria-describedby on the figure).
  *
- * Nodes are boxes labelled with their block's name, laid out top to bottom in layers by their
+ * Nodes are boxes labelled with their step number, their block's name and their main input
+ * ("2 · Send email", "to: ana@example.com"), laid out top to bottom in layers by their
  * distance from the agent's inputs (a link goes from one layer to a later one; the editor's x
  * position orders the boxes of a layer), so a chain of blocks reads downwards and fits beside
- * the JSON. Links are curves with an arrow, labelled source_name→sink_name.
+ * the JSON. Links are curves with an arrow, labelled "output → input". The picture keeps its
+ * natural size (never shrunk below legible) and its figure scrolls; a 50-node agent scrolls.
  * Every element is made with createElementNS and every text set with textContent: the agent
  * comes from upstream and is never parsed as markup.
  *
@@ -26,6 +31,28 @@ const GAP_X = 40;
 const GAP_Y = 60;
 const PAD = 24;
 const MAX_LABEL = 26;
+const MAX_INPUT = 30;
+
+/** A node's two lines: "2 · Send email" and its first main input ("to: ana@example.com"). */
+export function nodeLines(node) {
+  const head = (node.step ? node.step + " \u00b7 " : "") + String(node.label);
+  const inputs = Array.isArray(node.inputs) ? node.inputs : [];
+  const first = inputs[0];
+  const more = inputs.length > 1 ? " (+" + (inputs.length - 1) + ")" : "";
+  return {
+    title: shorten(head, MAX_LABEL),
+    detail: first ? shorten(first.name + ": " + first.value, MAX_INPUT - more.length) + more : "",
+  };
+}
+
+/** A node's tooltip: its name, every main input, and its block id. */
+export function nodeTooltip(node) {
+  const inputs = Array.isArray(node.inputs) ? node.inputs : [];
+  const lines = [(node.step ? node.step + ". " : "") + String(node.label)];
+  for (const input of inputs) lines.push(input.name + ": " + input.value);
+  lines.push("block " + String(node.block_id));
+  return lines.join("\n");
+}
 
 /**
  * Where each node goes: {positions: Map(id -> {x, y}), width, height}. Pure.
@@ -164,7 +191,7 @@ export function linkPath(from, to) {
   return { d: d, mid: mid, around: !nextLayer };
 }
 
-function shorten(text, max) {
+export function shorten(text, max) {
   text = String(text);
   return text.length > max ? text.slice(0, max - 1) + "\u2026" : text;
 }
@@ -176,7 +203,14 @@ function el(doc, name, attrs, text) {
   return node;
 }
 
-/** Draw ``spec`` into ``container`` (its previous children are removed). Returns the <svg>. */
+/** Remove what the container showed, but its caption (the figure's accessible name). */
+function clear(container) {
+  for (const child of Array.from(container.childNodes)) {
+    if (String(child.nodeName).toLowerCase() !== "figcaption") container.removeChild(child);
+  }
+}
+
+/** Draw ``spec`` into ``container`` (what it showed is removed, but a caption). Returns the <svg>. */
 export function draw(container, spec, doc) {
   doc = doc || container.ownerDocument;
   const nodes = (spec && spec.nodes) || [];
@@ -194,7 +228,8 @@ export function draw(container, spec, doc) {
     viewBox: "0 0 " + box.width + " " + box.height,
     role: "img",
     "aria-label":
-      "Diagram of the agent: " + nodes.length + " blocks, " + links.length + " links",
+      "Diagram of the agent: " + nodes.length + " blocks, " + links.length +
+      " links; the steps are listed below it",
   });
   const defs = el(doc, "defs");
   const marker = el(doc, "marker", {
@@ -237,15 +272,16 @@ export function draw(container, spec, doc) {
       transform: "translate(" + at.x + "," + at.y + ")",
       "data-node-id": node.id,
     });
-    group.appendChild(el(doc, "title", {}, node.label + "\n" + node.id));
+    const lines = nodeLines(node);
+    group.appendChild(el(doc, "title", {}, nodeTooltip(node)));
     group.appendChild(el(doc, "rect", { width: NODE_W, height: NODE_H, rx: 6, ry: 6 }));
-    group.appendChild(el(doc, "text", { x: 12, y: 22 }, shorten(node.label, MAX_LABEL)));
-    group.appendChild(el(doc, "text", { x: 12, y: 40, class: "node-id" }, shorten(node.id, 32)));
+    group.appendChild(el(doc, "text", { x: 12, y: 22, class: "node-name" }, lines.title));
+    group.appendChild(el(doc, "text", { x: 12, y: 40, class: "node-input" }, lines.detail));
     nodeLayer.appendChild(group);
   }
   svg.appendChild(nodeLayer);
 
-  while (container.firstChild) container.removeChild(container.firstChild);
+  clear(container);
   container.appendChild(svg);
   return svg;
 }
@@ -258,7 +294,10 @@ export function drawAll(doc) {
     try {
       draw(container, JSON.parse(source.textContent), doc);
     } catch (err) {
-      container.textContent = "The diagram could not be drawn; the JSON is beside it.";
+      clear(container);
+      const note = doc.createElement("p");
+      note.textContent = "The diagram could not be drawn; its steps are listed below.";
+      container.appendChild(note);
       if (typeof console !== "undefined") console.error(err);
     }
   }

@@ -9,22 +9,27 @@
  * it reloads the page, which then shows the result server-side. It also ticks the elapsed time
  * while the job runs.
  *
+ * It also keeps the tab title on the job's state, says status changes and progress at every
+ * 25 % in the polite live region [data-job-announce] (job_status_text.js has the words), and
+ * binds "Notify me when it's done" (job_notify.js); the page reloaded at the job's end says the
+ * end there and notifies.
+ *
  * A plain ES module with nothing run on import: job_page_main.js calls start(window) on the
  * page; Node imports {eventLine, formatElapsed} for tests.
  */
+import { bindButton, notifyEnd, rememberEnd, takeEnd } from "./job_notify.js";
+import {
+  STATUS_LABELS,
+  TERMINAL,
+  announcement,
+  endAnnouncement,
+  pageTitle,
+} from "./job_status_text.js";
 
 
-const STATUS_LABELS = {
-  queued: "Queued",
-  submitting: "Submitting",
-  running: "Running",
-  completed: "Completed",
-  failed: "Failed",
-  cancelled: "Cancelled",
-  timed_out: "Timed out",
-};
-const TERMINAL = new Set(["completed", "failed", "cancelled", "timed_out"]);
 const RELOAD_DELAY_MS = 400;
+/** A live region's change is heard only once the region is in the page: wait a moment. */
+const ANNOUNCE_DELAY_MS = 500;
 
 function resultSummary(result) {
   if (!result || typeof result !== "object") return "no result";
@@ -91,6 +96,32 @@ export function start(win) {
   let startedAt = Date.parse(page.getAttribute("data-started-at") || "") || null;
   let ticker = null;
   let reloading = false;
+  const jobId = page.getAttribute("data-job-id");
+  const jobName = page.getAttribute("data-job-name") || "The job";
+  const titleBase = page.getAttribute("data-title-base");
+  const announcer = q("[data-job-announce]");
+  const bar = q("[data-job-progress]");
+  const barValue = bar && bar.getAttribute("value");
+  // What the page shows, and what the live region last said of it.
+  const shown = { status: initialStatus, percent: barValue ? Number(barValue) : null, phase: "" };
+  let announced = { status: shown.status, percent: shown.percent };
+
+  function say(text) {
+    if (announcer && text) announcer.textContent = text;
+  }
+
+  function showState() {
+    if (titleBase) doc.title = pageTitle(shown.status, shown.percent, titleBase);
+    const text = announcement(announced, shown);
+    if (text) {
+      say(text);
+      announced = { status: shown.status, percent: shown.percent };
+    }
+  }
+
+  function ended(status) {
+    if (TERMINAL.has(status)) rememberEnd(win, jobId, status);
+  }
 
   function tick() {
     const elapsed = q("[data-job-elapsed]");
@@ -115,12 +146,12 @@ export function start(win) {
     badge.textContent = STATUS_LABELS[status] || status;
     badge.className = "copilot-status copilot-status--" + status;
     page.setAttribute("data-job-status", status);
+    shown.status = status;
     if (status === "submitting" && !startedAt) startedAt = Date.now();
   }
 
   function showProgress(progress) {
     if (!progress || typeof progress !== "object") return;
-    const bar = q("[data-job-progress]");
     const percentText = q("[data-job-percent]");
     const phase = q("[data-job-phase]");
     const percent = typeof progress.percent === "number" ? progress.percent : null;
@@ -130,6 +161,8 @@ export function start(win) {
     }
     if (percentText) percentText.textContent = percent === null ? "" : percent + "%";
     if (phase) phase.textContent = progress.phase ? String(progress.phase) : "";
+    shown.percent = percent;
+    shown.phase = progress.phase ? String(progress.phase) : "";
   }
 
   function appendLine(evt) {
@@ -150,6 +183,8 @@ export function start(win) {
       // A fresh connection's view of the job: catch up, or reload if it moved on without us.
       showStatus(data.status);
       showProgress(data.progress);
+      showState();
+      if (TERMINAL.has(data.status) && !TERMINAL.has(initialStatus)) ended(data.status);
       if (
         (TERMINAL.has(data.status) && !TERMINAL.has(initialStatus)) ||
         (data.attempt !== undefined && String(data.attempt) !== String(initialAttempt).trim())
@@ -165,9 +200,19 @@ export function start(win) {
       const stop = q("[data-job-stop]");
       if (stop) stop.hidden = true;
     }
+    showState();
+    if (data.terminal === true) ended(data.status);
     if (data.terminal === true || evt.type === "retry") reloadSoon();
   }
 
+  if (titleBase) doc.title = pageTitle(shown.status, shown.percent, titleBase);
+  bindButton(win, q("[data-job-notify]"));
+  const end = TERMINAL.has(initialStatus) ? takeEnd(win, jobId) : null;
+  if (end !== null) {
+    // This tab watched the job end and reloaded: say so, and notify if asked to.
+    win.setTimeout(() => say(endAnnouncement(initialStatus, jobName)), ANNOUNCE_DELAY_MS);
+    notifyEnd(win, jobId, initialStatus, jobName);
+  }
   if (streamRoot) {
     streamRoot.addEventListener("copilot:event", (e) => onEvent(e.detail || {}));
     // Only a page that follows a stream loads the stream's modules (the template preloads them).

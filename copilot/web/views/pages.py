@@ -90,20 +90,28 @@ def job_new(request: HttpRequest) -> HttpResponse:
     kind = request.POST.get("kind") or request.GET.get("kind") or Kind.DECOMPOSE
     if kind not in Kind.values:
         kind = Kind.DECOMPOSE
+    email: str = getattr(request.user, "email", "")  # "Email me when it's done" goes there
     if request.method == "POST":
-        form = NewJobForm(request.POST, request.FILES, kind=kind)
+        form = NewJobForm(request.POST, request.FILES, kind=kind, email=email)
         if form.is_valid():
             try:
-                job = services.job_submit(user=request.user, kind=kind, payload=form.payload())
-            except InvalidJobRequest as exc:
-                form.add_request_errors(exc.errors)
+                job = services.job_submit(
+                    user=request.user,
+                    kind=kind,
+                    payload=form.payload(),
+                    notify_email=form.cleaned_data["notify_email"],
+                )
             except JobLimitReached as exc:
                 form.add_error(None, str(exc))
             else:
                 messages.success(request, "Your job is queued.")
                 return redirect("job_detail", job_id=job.id)
     else:
-        form = NewJobForm(initial={"text": request.GET.get("goal", "")[:MAX_TEXT_CHARS]}, kind=kind)
+        form = NewJobForm(
+            initial={"text": request.GET.get("goal", "")[:MAX_TEXT_CHARS]},
+            kind=kind,
+            email=email,
+        )
     tabs = [
         {
             "kind": value,
@@ -144,6 +152,9 @@ def _render_job(
             for e in job.events.order_by("seq")
         ],
         "percent": percent if isinstance(percent, int | float) else None,
+        "title_state": display.title_state(
+            job, percent=percent if isinstance(percent, int | float) else None
+        ),
         "phase": progress.get("phase") or "",
         "elapsed": display.format_elapsed(job.elapsed),
         "can_stop": not job.is_terminal and job.cancel_requested_at is None,
