@@ -112,6 +112,7 @@ def test_submit_job_wait_follows_the_job_in_this_process(user, settings, live_re
         "started_at": job.started_at.isoformat(),
         "finished_at": job.finished_at.isoformat(),
         "last_event_seq": job.last_event_seq,
+        "notify_email": False,
     }
     lines = err.splitlines()
     assert lines[:4] == [
@@ -266,7 +267,7 @@ def test_retry_jobs_shows_progress_over_many_jobs(user, settings):
 @pytest.mark.django_db
 def test_prune_jobs_deletes_old_finished_jobs_with_their_events(user):
     long_ago = timezone.now() - timedelta(days=40)
-    old = make_job(user, status=Status.COMPLETED, finished_at=long_ago)
+    old = make_job(user, status=Status.COMPLETED, created_at=long_ago, finished_at=long_ago)
     recent = make_job(user, status=Status.FAILED)
     active = make_job(user, status=Status.RUNNING, created_at=long_ago)
     events = JobEvent.objects.filter(job=old).count()
