@@ -145,6 +145,11 @@ class GenerationJob(models.Model):
         indexes = [
             models.Index(fields=["owner", "-created_at"], name="job_owner_created"),
             models.Index(fields=["status", "lease_expires_at"], name="job_status_lease"),
+            # Keyset pages and admin pages on (created_at DESC, id DESC), unfiltered and
+            # filtered (migration 0006; on PostgreSQL also a full-text index of the request).
+            models.Index(fields=["-created_at", "-id"], name="job_created_id"),
+            models.Index(fields=["status", "-created_at", "-id"], name="job_status_created"),
+            models.Index(fields=["kind", "-created_at", "-id"], name="job_kind_created"),
         ]
 
     def __str__(self) -> str:

@@ -15,6 +15,7 @@ from ninja import Field, Schema
 from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
+from copilot.jobs.keyset import CURSOR_MESSAGE, MAX_CURSOR_CHARS, InvalidCursor, cursor_decode
 from copilot.jobs.models import GenerationJob
 
 #: Jobs on one page of the list.
@@ -61,13 +62,33 @@ def _page_digits(value: Any) -> Any:
     return value
 
 
+def _cursor_made_here(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            cursor_decode(value)
+        except InvalidCursor:
+            raise PydanticCustomError("cursor", CURSOR_MESSAGE) from None
+    return value
+
+
 class JobFilters(Schema):
     """The list's query parameters."""
 
     status: GenerationJob.Status | None = Field(None, description="Only jobs in this status.")
     kind: GenerationJob.Kind | None = Field(None, description="Only jobs of this kind.")
+    cursor: Annotated[str, BeforeValidator(_cursor_made_here)] | None = Field(
+        None,
+        max_length=MAX_CURSOR_CHARS,
+        description="Where the page starts: copy it from a `next` link (an opaque token). "
+        "Each page takes the same time however deep it is.",
+    )
     page: Annotated[int, BeforeValidator(_page_digits)] = Field(
-        1, ge=1, le=MAX_PAGE, description="50 jobs a page; `next` is the next page's URL."
+        1,
+        ge=1,
+        le=MAX_PAGE,
+        description="50 jobs a page, counted from the newest (the old way: deep page numbers "
+        "get slower, and jobs created meanwhile shift the pages). Ignored with `cursor`; "
+        "`next` links use a cursor.",
     )
 
 
@@ -75,6 +96,8 @@ def query_message(name: str, error: Mapping[str, Any]) -> str:
     """A query parameter's error, in the portal's words (never repeating the value)."""
     if name == "page":
         return PAGE_MESSAGE
+    if name == "cursor":
+        return CURSOR_MESSAGE
     choices = {"status": GenerationJob.Status, "kind": GenerationJob.Kind}.get(name)
     if choices is not None:
         return f"Unknown {name}; use one of {', '.join(choices.values)}."

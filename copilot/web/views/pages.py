@@ -13,8 +13,7 @@ import uuid
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -27,6 +26,7 @@ from copilot.jobs.exceptions import (
     JobNotFound,
 )
 from copilot.jobs.job_requests import MAX_TEXT_CHARS
+from copilot.jobs.keyset import Cursor, InvalidCursor, cursor_decode, jobs_keyset_page
 from copilot.jobs.models import GenerationJob
 from copilot.jobs.presenters import event_line
 from copilot.jobs.selectors import job_get
@@ -49,7 +49,8 @@ def _job_or_404(request: HttpRequest, job_id: uuid.UUID) -> GenerationJob:
 @login_required
 @require_GET
 def job_list(request: HttpRequest) -> HttpResponse:
-    """The user's jobs, newest first (staff: everyone's), filtered by GET parameters."""
+    """The user's jobs, newest first (staff: everyone's), filtered by GET parameters; Newer and
+    Older links carry a keyset cursor (:mod:`copilot.jobs.keyset`), so deep pages stay fast."""
     jobs = GenerationJob.objects.owned_by(request.user).select_related("owner")
     filters = JobFilterForm(request.GET)
     if not request.user.is_staff:
@@ -62,12 +63,19 @@ def job_list(request: HttpRequest) -> HttpResponse:
             jobs = jobs.filter(kind=wanted["kind"])
         if wanted.get("owner"):
             jobs = jobs.filter(owner__username=wanted["owner"])
-    page = Paginator(jobs, PAGE_SIZE).get_page(request.GET.get("page"))
+    status = 200
+    try:
+        cursor = cursor_decode(request.GET["cursor"]) if request.GET.get("cursor") else None
+    except InvalidCursor:
+        messages.error(request, "That page link is not valid; here are the newest jobs.")
+        cursor, status = None, 400
+    page = jobs_keyset_page(jobs=jobs, cursor=cursor, size=PAGE_SIZE)
     query = request.GET.copy()
-    query.pop("page", None)
+    for stale in ("page", "cursor"):  # ?page= was the old, numbered pagination
+        query.pop(stale, None)
     rows = [
         {"job": job, "goal": display.job_goal(job), "elapsed": display.format_elapsed(job.elapsed)}
-        for job in page
+        for job in page.jobs
     ]
     return render(
         request,
@@ -75,12 +83,23 @@ def job_list(request: HttpRequest) -> HttpResponse:
         {
             "title": "All jobs" if request.user.is_staff else "My jobs",
             "rows": rows,
-            "page": page,
+            "newer_query": _with_cursor(query, page.newer),
+            "older_query": _with_cursor(query, page.older),
             "filters": filters,
             "query": query.urlencode(),
             "show_owner": request.user.is_staff,
         },
+        status=status,
     )
+
+
+def _with_cursor(query: QueryDict, cursor: Cursor | None) -> str:
+    """The list's query string for the page at ``cursor`` ("" when there is no such page)."""
+    if cursor is None:
+        return ""
+    linked = query.copy()
+    linked["cursor"] = cursor.encode()
+    return linked.urlencode()
 
 
 @login_required

@@ -244,7 +244,7 @@ def test_the_list_pages_by_50_with_a_next_link(api, user):
     )
     first = api.get("/api/jobs/?kind=decompose").json()
     assert len(first["results"]) == 50
-    assert first["next"] == "http://testserver/api/jobs/?kind=decompose&page=2"
+    assert first["next"].startswith("http://testserver/api/jobs/?kind=decompose&cursor=")
     second = api.get(first["next"]).json()
     assert len(second["results"]) == 1 and second["next"] is None
     seen = {j["id"] for j in first["results"]} | {j["id"] for j in second["results"]}

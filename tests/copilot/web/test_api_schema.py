@@ -137,9 +137,11 @@ def test_the_job_ids_and_the_list_parameters(schema):
     (job_id,) = found[("get", "/api/jobs/{job_id}/")]["parameters"]
     assert (job_id["in"], job_id["required"], job_id["schema"]["format"]) == ("path", True, "uuid")
     parameters = {p["name"]: p for p in found[("get", "/api/jobs/")]["parameters"]}
-    assert set(parameters) == {"status", "kind", "page"}
+    assert set(parameters) == {"status", "kind", "cursor", "page"}
     page = parameters["page"]["schema"]
     assert (page["type"], page["minimum"], page["maximum"]) == ("integer", 1, 1_000_000)
+    cursor = parameters["cursor"]
+    assert not cursor.get("required") and "next" in cursor["description"]
 
 
 def validator(schema: dict, name: str) -> jsonschema.Draft202012Validator:

@@ -7,6 +7,7 @@ so a runner never sees one. The last test sends it all to a real Daphne and read
 
 from __future__ import annotations
 
+import base64
 import json
 from io import StringIO
 
@@ -36,6 +37,16 @@ pytestmark = pytest.mark.django_db
 
 GOAL = "Every morning, fetch the news and email me a summary"
 JSON = "application/json"
+BAD_CURSORS = [
+    "x",
+    "\x00",
+    "%",
+    "b3wyMDI2",  # base64 of a cut-off cursor
+    base64.urlsafe_b64encode(b"o|2026-01-01T00:00:00|" + b"0" * 32).decode(),  # naive time
+    base64.urlsafe_b64encode(b"x|2026-01-01T00:00:00+00:00|" + b"0" * 32).decode(),
+    base64.urlsafe_b64encode(b"o|2026-01-01T00:00:00+00:00|" + b"g" * 32).decode(),
+    "A" * 201,
+]
 BAD_PAGES = ["99999999999999999999", "9223372036854775807", "²", "٣", "0", "-1", "1e3", " 1", ""]
 JOB_ID = "00000000-0000-0000-0000-000000000000"
 
@@ -116,27 +127,33 @@ def test_a_bad_filter_is_a_400_naming_it(api, name, value):
     assert set(response.json()["errors"]) == {name}
 
 
-@pytest.mark.parametrize(
-    ("page", "shown"),
-    [
-        ("99999999999999999999", 2),
-        ("9223372036854775807", 2),
-        ("²", 1),  # not a number: the first page
-        ("٣", 2),  # Paginator takes other scripts' digits: 3, past the end, so the last
-        ("0", 2),  # out of range, as past the end: Paginator.get_page shows the last page
-        ("-1", 2),
-        ("1e3", 1),
-        ("", 1),
-        ("2", 2),
-    ],
-)
-def test_the_job_list_page_shows_the_nearest_valid_page(client, user, page, shown):
+@pytest.mark.parametrize("page", [*BAD_PAGES, "2"])
+def test_the_job_list_ignores_the_old_page_numbers(client, user, page):
+    """Bookmarks of the numbered pages still open (on the newest jobs)."""
     make_jobs(user, 51)
     client.force_login(user)
     response = client.get("/jobs/", {"page": page})
     assert response.status_code == 200
-    assert response.context["page"].number == shown
-    assert f"page {shown} of 2" in response.content.decode()
+    assert response.content.decode().count("data-job-id=") == 50
+    assert "page=" not in response.context["older_query"]
+
+
+@pytest.mark.parametrize("cursor", BAD_CURSORS)
+def test_a_bad_cursor_on_the_job_list_is_a_400_showing_the_newest(client, user, cursor):
+    make_jobs(user, 51)
+    client.force_login(user)
+    response = client.get("/jobs/", {"cursor": cursor})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "That page link is not valid" in page and page.count("data-job-id=") == 50
+
+
+@pytest.mark.parametrize("cursor", BAD_CURSORS)
+def test_a_bad_cursor_is_a_400_naming_cursor(api, cursor):
+    response = api.get("/api/jobs/", {"cursor": cursor})
+    assert response.status_code == 400
+    assert set(response.json()["errors"]) == {"cursor"}
+    assert "next" in response.json()["errors"]["cursor"]
 
 
 @pytest.mark.parametrize(

@@ -169,9 +169,11 @@ def test_the_list_is_paginated_by_50(client, user):
     login(client, user)
     first = text_of(client.get("/jobs/"))
     assert first.count("data-job-id=") == 50
-    assert "page 1 of 2" in first and "page=2" in first
-    second = text_of(client.get("/jobs/", {"page": 2}))
+    assert "Newer jobs" not in first and 'rel="next"' in first
+    older = client.get("/jobs/").context["older_query"]
+    second = text_of(client.get(f"/jobs/?{older}"))
     assert second.count("data-job-id=") == 1
+    assert "Older jobs" not in second and 'rel="prev"' in second
 
 
 def test_user_text_is_escaped_on_the_list(client, user):

@@ -1,0 +1,133 @@
+"""Pruning old finished jobs and their events in batches: short transactions, no lock on live jobs.
+
+Deleting half a million jobs in one transaction holds its locks for a minute and a half and
+writes all of its WAL at once; Django's ``delete()`` would first load every job into memory
+(its collector follows the events relation). Here each batch is its own transaction:
+
+1. the next ``batch_size`` finished jobs, oldest first, walking ``(created_at, id)`` on the
+   ``job_created_id`` index from where the last batch ended (deleted rows are never read
+   again); on PostgreSQL locked ``FOR UPDATE SKIP LOCKED``, so a job someone is retrying
+   at that moment is skipped, not waited for;
+2. ``DELETE`` of those jobs' events, then of the jobs, each one set-based statement.
+
+Only jobs in a terminal state are ever selected, and the locks are those jobs' own: a live
+job's event writes never wait for a batch. Only :class:`~copilot.jobs.models.JobEvent`
+refers to jobs, so nothing is left orphaned. A ``KeyboardInterrupt`` (Ctrl-C) rolls back the
+batch under way; the batches before it stay pruned, and :class:`PruneResult` says how many.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connections, router, transaction
+from django.db.models import Q, QuerySet
+
+from copilot.jobs.models import GenerationJob, JobEvent
+
+#: Jobs per batch by default: a batch (and ten events a job) takes a fraction of a second.
+DEFAULT_BATCH_SIZE = 2_000
+
+
+@dataclass
+class PruneResult:
+    """What a prune did (or, dry, would do): jobs and events, and whether Ctrl-C stopped it."""
+
+    jobs: int = 0
+    events: int = 0
+    interrupted: bool = False
+
+
+def prunable_jobs(*, finished_before: datetime, statuses: Iterable[str]) -> QuerySet:
+    """Finished jobs in ``statuses`` (terminal ones only, whatever is asked) that ended before
+    ``finished_before``; also ``created_at`` before it, which always holds, for the index."""
+    terminal = [s for s in statuses if s in GenerationJob.TERMINAL_STATUSES]
+    return GenerationJob.objects.filter(
+        status__in=terminal, finished_at__lt=finished_before, created_at__lt=finished_before
+    )
+
+
+def prune_count(
+    *, finished_before: datetime, statuses: Iterable[str], events: bool = True
+) -> PruneResult:
+    """How many jobs (and ``events``: their events) a prune would delete, counted in the
+    database (no ids loaded); the events' count is the slower one (a join)."""
+    jobs = prunable_jobs(finished_before=finished_before, statuses=statuses)
+    found = JobEvent.objects.filter(job_id__in=jobs.values("pk")).count() if events else 0
+    return PruneResult(jobs=jobs.count(), events=found)
+
+
+def jobs_prune(
+    *,
+    finished_before: datetime,
+    statuses: Iterable[str],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_batch: Callable[[PruneResult], None] | None = None,
+) -> PruneResult:
+    """Delete the prunable jobs and their events, ``batch_size`` jobs per transaction.
+
+    ``on_batch`` hears the running totals after each committed batch (progress lines).
+    """
+    statuses = list(statuses)
+    done = PruneResult()
+    after: tuple[datetime, uuid.UUID] | None = None
+    try:
+        while True:
+            batch = _prune_batch(
+                finished_before=finished_before, statuses=statuses, size=batch_size, after=after
+            )
+            if batch is None:
+                return done
+            after, jobs, events = batch
+            done.jobs += jobs
+            done.events += events
+            if on_batch is not None:
+                on_batch(done)
+    except KeyboardInterrupt:
+        done.interrupted = True
+        return done
+
+
+def _prune_batch(
+    *,
+    finished_before: datetime,
+    statuses: list[str],
+    size: int,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> tuple[tuple[datetime, uuid.UUID], int, int] | None:
+    """One batch, in one transaction: (where it ended, jobs, events), or None when none is left."""
+    jobs = prunable_jobs(finished_before=finished_before, statuses=statuses)
+    if after is not None:
+        at, last = after
+        # "created_at >= at" bounds the index range; the OR only breaks ties on id.
+        jobs = jobs.filter(Q(created_at__gte=at) & (Q(created_at__gt=at) | Q(id__gt=last)))
+    alias = router.db_for_write(GenerationJob)
+    connection = connections[alias]
+    with transaction.atomic(using=alias):
+        if connection.features.has_select_for_update_skip_locked:
+            jobs = jobs.select_for_update(skip_locked=True)
+        keys = list(jobs.order_by("created_at", "id").values_list("created_at", "id")[:size])
+        if not keys:
+            return None
+        pk = GenerationJob._meta.pk
+        assert pk is not None and pk.column is not None
+        ids = [pk.get_db_prep_value(job_id, connection) for _, job_id in keys]
+        marks = ", ".join(["%s"] * len(ids))
+        quote = connection.ops.quote_name
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {quote(JobEvent._meta.db_table)} "
+                f"WHERE {quote(JobEvent._meta.get_field('job').column)} IN ({marks})",
+                ids,
+            )
+            events = cursor.rowcount
+            cursor.execute(
+                f"DELETE FROM {quote(GenerationJob._meta.db_table)} "
+                f"WHERE {quote(pk.column)} IN ({marks})",
+                ids,
+            )
+            jobs_deleted = cursor.rowcount
+    return keys[-1], jobs_deleted, events
