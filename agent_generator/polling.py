@@ -17,6 +17,10 @@ Per answer (see the protocol and ``PollPolicy``):
   flag). Once it has seen one that does not, a change is followed by the usual interval
   instead of an immediate poll: without a hold, an immediate poll only finds the state
   just reported, and costs a request.
+- A resumed job's first poll asks no ``wait``, so the caller learns its state at once;
+  so does the poll after an ``on_update`` that took longer than ``SLOW_UPDATE_SECONDS``
+  (the caller's storage was slow or away, e.g. a database restart): a long-poll would be
+  held until the *next* change and miss the ones made meanwhile.
 - ``Retry-After`` on any answer (or on a 429/503) delays the next poll at least that long.
 - Transient errors are retried with the same backoff until ``max_consecutive_errors``
   in a row; one good answer resets the count.
@@ -49,6 +53,9 @@ logger = logging.getLogger(__name__)
 HELD_FRACTION = 0.9
 """An answer that took at least this share of its ``wait`` counts as held (long-poll)."""
 
+#: An ``on_update`` slower than this is followed by a poll with no wait (see the docstring).
+SLOW_UPDATE_SECONDS = 1.0
+
 PollFn = Callable[..., Awaitable[PollAnswer]]
 UpdateFn = Callable[[JobUpdate], Awaitable[None]]
 
@@ -71,6 +78,9 @@ async def follow_job(
     propagates to the caller, which decides between DELETE and detach.
     """
     pace = _Pace(policy=policy)
+    # The next poll asks no wait: when resuming (nothing known yet: a held poll would hide the
+    # job's state until its next change) and after a slow on_update.
+    look_now = status is None
     errors = 0
     percent: int | None = None
     phase: str | None = None
@@ -80,7 +90,8 @@ async def follow_job(
         if remaining <= 0:
             raise PollTimeout(f"job {job_id}: polling budget of {policy.budget:g} s spent")
         planned = pace.plan()
-        wait = max(min(planned, wait_cap, remaining), 0.0)
+        wait = 0.0 if look_now else max(min(planned, wait_cap, remaining), 0.0)
+        look_now = False
         started = time.monotonic()
         try:
             answer = await waiter.race(poll(job_id=job_id, wait=wait))
@@ -104,6 +115,7 @@ async def follow_job(
         progress_changed = (answer.percent, answer.phase) != (percent, phase)
         progress_news = progress_changed and (percent, phase) != (None, None)
         status, percent, phase = answer.status, answer.percent, answer.phase
+        reported = time.monotonic()
         if status_changed:
             logger.info("agent generator job status job_id=%s status=%s", job_id, status)
             await _emit(on_update, kind="status", answer=answer)
@@ -112,6 +124,9 @@ async def follow_job(
 
         if answer.terminal:
             return _finish(answer=answer, operation=operation)
+        if time.monotonic() - reported > SLOW_UPDATE_SECONDS:
+            look_now = True
+            continue
 
         delay = pace.after_answer(
             planned=planned,

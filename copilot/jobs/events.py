@@ -112,3 +112,21 @@ def job_progress(
     if publish:
         publish_on_commit(job_id=event.job_id, events=[event.as_message()])
     return event
+
+
+def event_written(
+    *, job_id: uuid.UUID, after_seq: int, type: str, data: Mapping[str, Any]
+) -> JobEvent | None:
+    """The event ``type`` with ``data`` logged after ``after_seq``, if there is one.
+
+    For a writer whose connection broke while it appended (a database restart): the server
+    may have committed the write before the answer was lost. The writer looks here before
+    writing again, so the event is stored once (:mod:`copilot.runner.outage`).
+    """
+    expected = dict(data)
+    for event in JobEvent.objects.filter(job_id=job_id, seq__gt=after_seq, type=type).order_by(
+        "seq"
+    ):
+        if event.data == expected:
+            return event
+    return None

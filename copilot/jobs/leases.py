@@ -93,7 +93,7 @@ def heartbeat_beat(*, owner: str) -> bool:
     """Renew this runner's heartbeat (one UPDATE); False when it had gone stale or missing.
 
     A False means peers may have taken some of this runner's jobs: the heartbeat is written
-    afresh, and the caller checks which jobs it still holds (:func:`leases_held`).
+    afresh, and the caller checks which jobs it still holds (:func:`leases_mine`).
     """
     now = timezone.now()
     fresh = RunnerHeartbeat.objects.filter(owner=owner, seen_at__gte=dead_before(now=now))
@@ -162,18 +162,6 @@ def _process_alive(pid: int, *, started_at: datetime, me: int) -> bool:
     return True
 
 
-def leases_held(*, owner: str, job_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
-    """The active jobs among ``job_ids`` this runner still holds (a SELECT)."""
-    ids = list(job_ids)
-    if not ids:
-        return set()
-    return set(
-        GenerationJob.objects.active()
-        .filter(pk__in=ids, lease_owner=owner)
-        .values_list("id", flat=True)
-    )
-
-
 def leases_release(*, owner: str, job_ids: Iterable[uuid.UUID] | None = None) -> int:
     """Give up this runner's leases (all of them, or ``job_ids``), leaving the jobs resumable."""
     jobs = GenerationJob.objects.filter(lease_owner=owner)
@@ -188,4 +176,12 @@ def cancel_requests(*, owner: str) -> list[uuid.UUID]:
         GenerationJob.objects.active()
         .filter(lease_owner=owner, cancel_requested_at__isnull=False)
         .values_list("id", flat=True)
+    )
+
+
+def leases_mine(*, owner: str) -> set[uuid.UUID]:
+    """Every active job leased to this runner (a SELECT): those it follows, and any it does
+    not (a claim whose answer a database outage lost, a drive that gave up waiting)."""
+    return set(
+        GenerationJob.objects.active().filter(lease_owner=owner).values_list("id", flat=True)
     )

@@ -323,3 +323,39 @@ def job_requeue(*, job: GenerationJob, by: str, publish: bool = True) -> Transit
         lease_owner=None,
         publish=publish,
     )
+
+
+def transition_written(*, job: GenerationJob, to: str, after_seq: int) -> Transition | None:
+    """The move of ``job`` (the caller's copy) to ``to``, if it is stored after event
+    ``after_seq``; None when it is not.
+
+    For a writer whose connection broke during the change (a database restart): the server
+    may have committed it before the answer was lost. The writer looks here before writing
+    again, so the change and its event are stored once (:mod:`copilot.runner.outage`).
+    """
+    row = GenerationJob.objects.filter(pk=job.pk).first()
+    if row is None or row.status != to or row.attempt != job.attempt:
+        return None
+    event = (
+        JobEvent.objects.filter(
+            job_id=job.pk, seq__gt=after_seq, data__status=to, data__previous=job.status
+        )
+        .order_by("seq")
+        .first()
+    )
+    if event is None:
+        return None
+    if to in GenerationJob.TERMINAL_STATUSES:
+        notify_on_commit(job=row, event_seq=event.seq)  # once per attempt, whoever asks
+    return Transition(job=row, event=event, previous=job.status)
+
+
+#: The status each runner-side change leads to (for :func:`transition_written`).
+TARGET_STATUS: dict[Any, str] = {
+    job_mark_submitting: Status.SUBMITTING,
+    job_mark_running: Status.RUNNING,
+    job_complete: Status.COMPLETED,
+    job_fail: Status.FAILED,
+    job_time_out: Status.TIMED_OUT,
+    job_cancel_confirmed: Status.CANCELLED,
+}

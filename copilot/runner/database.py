@@ -18,12 +18,16 @@ import contextlib
 import functools
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError, connection
+
+from copilot.jobs.db_errors import is_outage
+from copilot.runner.outage import OutageLog
 
 T = TypeVar("T")
 
@@ -39,11 +43,16 @@ def thread_count() -> int:
 class DatabaseThreads:
     """``await threads.call(key, fn, ...)`` runs ``fn`` on the thread ``key`` maps to."""
 
-    def __init__(self, *, count: int | None = None, name: str = "runner-db") -> None:
+    def __init__(self, *, count: int | None = None, name: str = "runner-db", who: str = "") -> None:
+        #: Every call's outcome feeds it: one log line when the database goes, one when it is
+        #: back (copilot.runner.outage).
+        self.outage = OutageLog(who=who or f"threads={name}")
         self._queues: list[queue.SimpleQueue[_Call]] = []
         for n in range(count or thread_count()):
             calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
-            threading.Thread(target=_serve, args=(calls,), name=f"{name}-{n}", daemon=True).start()
+            threading.Thread(
+                target=_serve, args=(calls, self.outage), name=f"{name}-{n}", daemon=True
+            ).start()
             self._queues.append(calls)
 
     def __len__(self) -> int:
@@ -52,12 +61,23 @@ class DatabaseThreads:
     async def call(
         self, key: uuid.UUID | None, fn: Callable[..., T], /, *args: Any, **kwargs: Any
     ) -> T:
-        """Run ``fn(*args, **kwargs)`` on the thread of job ``key`` (the first for None)."""
+        """Run ``fn(*args, **kwargs)`` on the thread of job ``key`` (the first for None).
+
+        An outage error (:mod:`copilot.jobs.db_errors`) propagates like any other, after the
+        outage log has heard of it; the caller decides whether to retry."""
         shard = key.int % len(self._queues) if key is not None else 0
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        started_at = time.monotonic()
         self._queues[shard].put((loop, future, functools.partial(_guarded, fn, *args, **kwargs)))
-        return await future
+        try:
+            result = await future
+        except DatabaseError as exc:
+            if is_outage(exc):
+                self.outage.failed(exc)
+            raise
+        self.outage.succeeded(started_at=started_at)
+        return result
 
     async def aclose(self) -> None:
         """Close each thread's connection and end the threads, after the calls queued."""
@@ -68,12 +88,22 @@ class DatabaseThreads:
         await asyncio.gather(*closed)
 
 
-def _serve(calls: queue.SimpleQueue[_Call]) -> None:
+def _serve(calls: queue.SimpleQueue[_Call], outage: OutageLog) -> None:
+    seen_outages = 0
     while True:
         loop, future, fn = calls.get()
+        if seen_outages != outage.outages:
+            # An outage began since this thread's connection was opened: it is dead too, even
+            # if no call of this thread met the outage. Reconnect now rather than fail once
+            # more after the database is back.
+            seen_outages = outage.outages
+            if connection.vendor != "sqlite":
+                with contextlib.suppress(DatabaseError):
+                    connection.close()
         outcome: tuple[Any, BaseException | None] = (None, None)
         if fn is None:
-            connection.close()
+            with contextlib.suppress(DatabaseError):  # the database may be away right now
+                connection.close()
         else:
             try:
                 outcome = (fn(), None)
@@ -95,10 +125,16 @@ def _settle(future: asyncio.Future, result: Any, exc: BaseException | None) -> N
 
 
 def _guarded(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """A broken connection is dropped after an error, so the thread's next call reconnects."""
+    """A broken connection is dropped after an error, so the thread's next call reconnects.
+
+    After an outage error it is dropped without asking (asking would be one more wait on a
+    dead socket); SQLite's connection is kept, its lock error leaves it usable."""
     try:
         return fn(*args, **kwargs)
-    except DatabaseError:
-        if connection.connection is not None and not connection.is_usable():
+    except DatabaseError as exc:
+        if connection.vendor != "sqlite" and is_outage(exc):
+            with contextlib.suppress(Exception):
+                connection.close()
+        elif connection.connection is not None and not connection.is_usable():
             connection.close()
         raise

@@ -6,15 +6,23 @@ writing (``LeaseLost``). The upstream job id is saved the moment the Agent Gener
 the job, before the first poll; a job that has one is polled, never submitted again, and a
 submit retried under ``<job id>:<attempt>`` as ``Idempotency-Key`` starts nothing twice.
 Each change is written (row and event in one transaction) and only then published.
+
+A write that meets a database outage (:mod:`copilot.runner.outage`) is retried until the
+database is back, and the drive waits for it: polling pauses, so what happens upstream
+meanwhile is written in order afterwards. The wait is bounded by the lease: once the runner's
+heartbeat could not be renewed for ``COPILOT_RUNNER_DEAD_SECONDS``, a peer may hold the job,
+so the drive stops without writing (``LeaseLost``) and whoever holds the job next resumes it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import math
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.utils import timezone
@@ -30,10 +38,13 @@ from copilot.jobs.models import GenerationJob, JobEvent
 from copilot.jobs.transitions import Transition
 from copilot.logs import job_id_var
 from copilot.runner.database import DatabaseThreads
+from copilot.runner.outage import retrying
 
 logger = logging.getLogger(__name__)
 
 Status = GenerationJob.Status
+
+T = TypeVar("T")
 
 
 class JobDrive:
@@ -48,6 +59,7 @@ class JobDrive:
         client: AgentGeneratorClient,
         cancel: asyncio.Event,
         detach: asyncio.Event,
+        lease_left: Callable[[], float] | None = None,
     ) -> None:
         self.job_id = job_id
         self.owner = owner
@@ -55,14 +67,20 @@ class JobDrive:
         self.client = client
         self.cancel = cancel
         self.detach = detach
+        #: Seconds this runner's lease on its jobs still holds (its heartbeat's age against
+        #: COPILOT_RUNNER_DEAD_SECONDS); how long a write may wait out a database outage.
+        self.lease_left = lease_left or (lambda: math.inf)
         #: The runner's copy of the job: what its last write stored.
         self.job: GenerationJob | None = None
+        #: The newest event seq this drive has seen stored (where a lost write is looked for).
+        self._seq = 0
         self._upstream_status: str | None = None
 
     async def run(self) -> None:
         """Drive the job until it ends or the runner lets go (LeaseLost, Detached)."""
         job_id_var.set(str(self.job_id))  # on every log line of this job's task (copilot.logs)
-        job = self.job = await self.db.call(self.job_id, GenerationJob.objects.get, pk=self.job_id)
+        job = self.job = await self._db(GenerationJob.objects.get, pk=self.job_id)
+        self._seq = job.last_event_seq
         if job.is_terminal:
             return
         if job.cancel_requested_at is not None and not job.upstream_job_id:
@@ -142,29 +160,88 @@ class JobDrive:
                 },
             )
         elif update.kind == "progress":
-            await self._event(events.job_progress, percent=update.percent, phase=update.phase)
+            progress = {"percent": update.percent, "phase": update.phase}
+            await self._event(events.job_progress, type=JobEvent.Type.PROGRESS, data=progress)
 
     async def _transition(self, transition: Callable[..., Transition], **fields: Any) -> Transition:
         """Write ``transition`` of the runner's copy under the lease, then publish its event."""
-        change = await self.db.call(
-            self.job_id, transition, job=self.job, lease_owner=self.owner, publish=False, **fields
+        job = self.job
+        to = transitions.TARGET_STATUS.get(transition)
+        reconcile = None
+        if to is not None:
+            reconcile = functools.partial(
+                self.db.call,
+                self.job_id,
+                transitions.transition_written,
+                job=job,
+                to=to,
+                after_seq=self._seq,
+            )
+        change = await self._db(
+            transition,
+            reconcile=reconcile,
+            job=job,
+            lease_owner=self.owner,
+            publish=False,
+            **fields,
         )
         self.job = change.job
+        self._seq = max(self._seq, change.event.seq)
         await event_publish(job_id=self.job_id, event=change.event.as_message())
         return change
 
-    async def _event(self, append: Callable[..., JobEvent], **fields: Any) -> JobEvent:
-        """Append an event under the lease, then publish it."""
-        event = await self.db.call(
+    async def _event(
+        self, append: Callable[..., JobEvent], *, type: str, data: Mapping[str, Any]
+    ) -> JobEvent:
+        """Append an event (``type`` with ``data``) under the lease, then publish it."""
+        reconcile = functools.partial(
+            self.db.call,
             self.job_id,
+            events.event_written,
+            job_id=self.job_id,
+            after_seq=self._seq,
+            type=type,
+            data=data,
+        )
+        fields = dict(data) if append is events.job_progress else {"type": type, "data": data}
+        event = await self._db(
             append,
+            reconcile=reconcile,
             job_id=self.job_id,
             lease_owner=self.owner,
             publish=False,
             **fields,
         )
+        self._seq = max(self._seq, event.seq)
         await event_publish(job_id=self.job_id, event=event.as_message())
         return event
+
+    async def _db(
+        self,
+        fn: Callable[..., T],
+        /,
+        *,
+        reconcile: Callable[[], Awaitable[T | None]] | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """``fn(**kwargs)`` on this job's database thread, through a database outage: retried
+        until the database is back, as long as the lease holds (see the module docstring)."""
+        return await retrying(
+            functools.partial(self.db.call, self.job_id, fn, **kwargs),
+            give_up=self._give_up,
+            reconcile=reconcile,
+            interrupt=self.detach,
+            outage=self.db.outage,
+        )
+
+    def _give_up(self) -> None:
+        """Stop waiting for the database when the job is let go or the lease has run out."""
+        if self.detach.is_set():
+            raise LeaseLost(f"job {self.job_id} let go while the database was unavailable")
+        if self.lease_left() <= 0:
+            raise LeaseLost(
+                f"job {self.job_id}: the database was unavailable for longer than the lease"
+            )
 
 
 def budget_message() -> str:

@@ -21,7 +21,13 @@ the truth and the channel layer only wakes things up:
 - **cancel watch**: once a second, one small query finds cancel requests on held jobs;
 - **stop**: ``stop()`` (SIGTERM, interpreter exit) stops claiming, detaches every job
   without touching its upstream job, releases the leases and deletes its heartbeat: the
-  jobs stay resumable, at once.
+  jobs stay resumable, at once;
+- **database outage** (a PostgreSQL restart or failover, SQLite locked past its busy
+  timeout; :mod:`copilot.runner.outage`): scans, the cancel watch and claims log it once and
+  try again at their next turn; a job's writes wait for the database while the lease holds
+  (:mod:`copilot.runner.drive`). A claim whose answer was lost, or a job whose drive gave up,
+  is still leased to this runner: the next held check finds such jobs and resumes them. The
+  process never exits because of it.
 
 Where it runs: :mod:`copilot.runner.thread` (a web process, ``submit_job --wait``) and
 ``manage.py runworker agent-generator``; both through
@@ -38,19 +44,23 @@ import os
 import secrets
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db import DatabaseError
 
 from agent_generator import AgentGeneratorClient
 from agent_generator.exceptions import Detached
 from copilot.jobs import leases, transitions
+from copilot.jobs.db_errors import is_outage
 from copilot.jobs.exceptions import JobNotFound, LeaseLost
 from copilot.jobs.metrics import RUNNER_JOBS_HELD, RUNNER_UP
 from copilot.jobs.models import GenerationJob
 from copilot.runner.database import DatabaseThreads
 from copilot.runner.drive import JobDrive
+from copilot.runner.outage import retrying
 from copilot.runner.upstream import client_create
 
 logger = logging.getLogger(__name__)
@@ -121,6 +131,12 @@ class Runner:
         self.wakes_received = 0
         #: Beats that found this runner's own heartbeat stale (it had been paused).
         self.stale_beats = 0
+        #: ``time.monotonic()`` when the last renewed heartbeat was sent: the leases hold
+        #: until COPILOT_RUNNER_DEAD_SECONDS after it.
+        self._beat_sent_at = time.monotonic()
+        #: Set when a job may be leased to this runner without being followed (a claim's
+        #: answer lost in an outage, a drive that gave up): the next scan looks.
+        self._recheck = False
         self.stopped = threading.Event()
 
     # -- control, from any thread ----------------------------------------------------------
@@ -161,7 +177,7 @@ class Runner:
         for job_id in self._early_wakes:
             self._wakes.put_nowait(job_id)
         self._early_wakes.clear()
-        db = self._db = DatabaseThreads(count=self._db_threads)
+        db = self._db = DatabaseThreads(count=self._db_threads, who=f"owner={self.owner}")
         logger.info("runner started owner=%s concurrency=%s", self.owner, self.concurrency)
         self.started.set()
         RUNNER_UP.inc()
@@ -172,8 +188,9 @@ class Runner:
                     await clients.enter_async_context(self._client_factory()) for _ in range(shards)
                 ]
                 # Alive before any claim, so no peer takes this runner's first jobs for a
-                # dead runner's.
-                await db.call(None, leases.heartbeat_beat, owner=self.owner)
+                # dead runner's (waiting for the database, if it is away).
+                if not await self._first_beat():
+                    return
                 tasks = [
                     asyncio.create_task(self._scan_loop(), name="runner-scan"),
                     asyncio.create_task(self._cancel_loop(), name="runner-cancel-watch"),
@@ -186,11 +203,44 @@ class Runner:
                 await self._detach_all()
         finally:
             RUNNER_UP.dec()
-            released = await db.call(None, leases.leases_release, owner=self.owner)
-            await db.call(None, leases.heartbeat_forget, owner=self.owner)
-            await db.aclose()
-            logger.info("runner stopped owner=%s released=%s", self.owner, released)
-            self.stopped.set()
+            released: int | str = "none (database unavailable)"
+            try:
+                released = await db.call(None, leases.leases_release, owner=self.owner)
+                await db.call(None, leases.heartbeat_forget, owner=self.owner)
+            except DatabaseError as exc:
+                if not is_outage(exc):
+                    raise
+                # Its jobs are taken over once its heartbeat is COPILOT_RUNNER_DEAD_SECONDS old.
+            finally:
+                await db.aclose()
+                logger.info("runner stopped owner=%s released=%s", self.owner, released)
+                self.stopped.set()
+
+    async def _first_beat(self) -> bool:
+        """The first heartbeat, retried while the database is away; False if stopped first."""
+        assert self._db is not None and self._stop_event is not None
+        stop = self._stop_event
+
+        def give_up() -> None:
+            if stop.is_set():
+                raise _Stopped
+
+        started = time.monotonic()
+        try:
+            await retrying(
+                functools.partial(self._db.call, None, leases.heartbeat_beat, owner=self.owner),
+                give_up=give_up,
+                interrupt=stop,
+                outage=self._db.outage,
+            )
+        except _Stopped:
+            return False
+        self._beat_sent_at = started
+        return True
+
+    def lease_left(self) -> float:
+        """Seconds until a peer may take this runner's jobs, if no heartbeat is renewed."""
+        return self._beat_sent_at + settings.COPILOT_RUNNER_DEAD_SECONDS - time.monotonic()
 
     async def follow(self, job_ids: list[uuid.UUID]) -> None:
         """Wait until this runner has let go of each of ``job_ids`` (ended, or lost)."""
@@ -210,8 +260,12 @@ class Runner:
                 claimed = await self.scan(check_held=beats % HELD_CHECK_BEATS == 0)
                 if not self.first_scan.is_set():
                     self.first_claimed = claimed
-            except Exception:
-                logger.exception("runner scan failed owner=%s", self.owner)
+            except Exception as exc:
+                if not is_outage(exc):
+                    logger.exception("runner scan failed owner=%s", self.owner)
+                # (an outage is logged once by the database threads; a claim may have
+                # been stored without its answer)
+                self._recheck = True
             self.first_scan.set()
             beats += 1
             await asyncio.sleep(self.beat_seconds)
@@ -222,18 +276,15 @@ class Runner:
         Idle, this is one UPDATE (the heartbeat) and two SELECTs (the peers' heartbeats, the
         claimable jobs), plus one every ``HELD_CHECK_BEATS`` (the jobs it still holds).
         """
+        sent_at = time.monotonic()
         fresh = await self.db.call(None, leases.heartbeat_beat, owner=self.owner)
+        self._beat_sent_at = sent_at
         if not fresh and self.first_scan.is_set():
             self.stale_beats += 1
             logger.warning("runner heartbeat was stale owner=%s", self.owner)
-        if (check_held or not fresh) and self._held:
-            held = set(self._held)
-            still = await self.db.call(None, leases.leases_held, owner=self.owner, job_ids=held)
-            for job_id in held - still:
-                entry = self._held.get(job_id)
-                if entry is not None and not entry.cancel.is_set():
-                    logger.warning("runner lost lease job=%s owner=%s", job_id, self.owner)
-                    entry.detach.set()
+        recheck, self._recheck = self._recheck, False
+        if (check_held or not fresh or recheck) and (self._held or recheck):
+            await self._check_held()
         if self._stopping.is_set():
             return []
         await self.db.call(None, leases.dead_peers_forget, owner=self.owner)
@@ -249,6 +300,27 @@ class Runner:
             logger.info("runner scan claimed=%s owner=%s", len(claimed), self.owner)
         return claimed
 
+    async def _check_held(self) -> None:
+        """Let go of the jobs taken over; resume those leased to this runner that it does not
+        follow (a claim whose answer an outage lost, a drive that gave up waiting)."""
+        held = set(self._held)
+        try:
+            mine = await self.db.call(None, leases.leases_mine, owner=self.owner)
+        except BaseException:
+            self._recheck = True
+            raise
+        for job_id in held - mine:
+            entry = self._held.get(job_id)
+            if entry is not None and not entry.cancel.is_set():
+                logger.warning("runner lost lease job=%s owner=%s", job_id, self.owner)
+                entry.detach.set()
+        if self._stopping.is_set():
+            return
+        for job_id in mine - held:
+            if job_id not in self._held:
+                logger.info("runner resumes job=%s owner=%s", job_id, self.owner)
+                self._start(job_id)
+
     async def _cancel_loop(self) -> None:
         interval = CANCEL_CHECK_SECONDS
         while True:
@@ -260,8 +332,9 @@ class Runner:
                     entry = self._held.get(job_id)
                     if entry is not None:
                         entry.cancel.set()
-            except Exception:
-                logger.exception("runner cancel watch failed owner=%s", self.owner)
+            except Exception as exc:
+                if not is_outage(exc):  # (an outage is logged once by the database threads)
+                    logger.exception("runner cancel watch failed owner=%s", self.owner)
 
     async def _wake_loop(self) -> None:
         """Claim woken jobs: every wake that arrived while the last claim ran, in one UPDATE."""
@@ -284,8 +357,11 @@ class Runner:
                     job_ids=job_ids,
                     owner=self.owner,
                 )
-            except Exception:
-                logger.exception("runner claim failed jobs=%s", len(job_ids))
+            except Exception as exc:
+                if is_outage(exc):
+                    self._recheck = True  # the claim may be stored; a scan claims the rest
+                else:
+                    logger.exception("runner claim failed jobs=%s", len(job_ids))
                 continue
             for job_id in claimed:
                 self._start(job_id)
@@ -313,27 +389,58 @@ class Runner:
             client=self._clients[job_id.int % len(self._clients)],
             cancel=entry.cancel,
             detach=entry.detach,
+            lease_left=self.lease_left,
         )
         try:
             await drive.run()
-        except (LeaseLost, Detached):
-            logger.info("runner let go job=%s owner=%s", job_id, self.owner)
+        except (LeaseLost, Detached) as exc:
+            logger.info("runner let go job=%s owner=%s: %s", job_id, self.owner, exc)
+            self._recheck = True  # still leased to us, maybe (see _check_held)
         except (JobNotFound, GenerationJob.DoesNotExist):
             logger.warning("runner job vanished job=%s", job_id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            logger.exception("runner failed job=%s", job_id)
-            if drive.job is not None:
-                await drive.end(
-                    transitions.job_fail,
-                    error_type="internal_error",
-                    error_message=f"The portal failed while following this job: {exc}",
+            if is_outage(exc):
+                # Not the job's failure: it stays leased to us and is resumed (_check_held).
+                logger.info(
+                    "runner let go job=%s owner=%s: database unavailable", job_id, self.owner
                 )
+                self._recheck = True
+            else:
+                logger.exception("runner failed job=%s", job_id)
+                if drive.job is not None:
+                    await drive.end(transitions.job_fail, **failure_fields(exc))
         finally:
             self._held.pop(job_id, None)
             RUNNER_JOBS_HELD.dec()
             if entry.detach.is_set() and not self._stopping.is_set():
                 # Let go of a job we still hold but stopped following, so another scan
                 # (ours included) picks it up.
-                await self.db.call(None, leases.leases_release, owner=self.owner, job_ids=[job_id])
+                await self._release(job_id)
+
+    async def _release(self, job_id: uuid.UUID) -> None:
+        try:
+            await self.db.call(None, leases.leases_release, owner=self.owner, job_ids=[job_id])
+        except DatabaseError as exc:
+            if not is_outage(exc):
+                raise
+            self._recheck = True  # still ours: resumed by a later scan
+
+
+class _Stopped(Exception):
+    """The runner was stopped while it waited for the database."""
+
+
+def failure_fields(exc: Exception) -> dict[str, str]:
+    """How a job fails on an error of the portal's own: ``portal_error`` when the database
+    refused the write itself (a constraint, bad data, a query's bug), else ``internal_error``."""
+    if isinstance(exc, DatabaseError):
+        return {
+            "error_type": "portal_error",
+            "error_message": f"The portal's database refused a write for this job: {exc}",
+        }
+    return {
+        "error_type": "internal_error",
+        "error_message": f"The portal failed while following this job: {exc}",
+    }

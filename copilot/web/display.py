@@ -44,6 +44,10 @@ ERROR_SENTENCES: dict[str, str] = {
     "internal_error": (
         "Something went wrong inside the portal. Retry; if it happens again, tell an administrator."
     ),
+    "portal_error": (
+        "The portal could not store this job's progress. Retry; if it happens again, tell an "
+        "administrator."
+    ),
 }
 DEFAULT_ERROR_SENTENCE = "The job did not finish. Retry, or reword the request."
 

@@ -524,3 +524,40 @@ async def test_waits_asked_stay_within_max_wait_and_the_budget(
     start = recording.log[0].started
     for entry in recording.polls():
         assert entry.started + entry.wait <= start + 1.0 + 0.05
+
+
+async def test_after_a_slow_on_update_the_next_poll_does_not_wait(
+    service: ReferenceApp, recording: Recording
+) -> None:
+    """A caller whose storage was away (a database restart) hears at once what changed
+    meanwhile: the poll after its slow ``on_update`` asks no ``wait``, which a long-poll would
+    hold until the next change."""
+    holding = PollPolicy(interval=0.5, max_interval=2, budget=20, max_wait=2, cancel_timeout=1)
+    updates: list[tuple[JobUpdate, float]] = []
+    slow_until = 0.0
+
+    async def on_update(update: JobUpdate) -> None:
+        nonlocal slow_until
+        updates.append((update, time.monotonic()))
+        if update.kind == "progress" and not slow_until:
+            await asyncio.sleep(1.6)  # two phases (~0.6 s each) pass meanwhile
+            slow_until = time.monotonic()
+
+    async with AgentGeneratorClient(
+        base_url="http://reference.test", transport=recording, policy=holding
+    ) as client:
+        await decompose(
+            client,
+            GOALS[Instructions],
+            on_update=on_update,
+            extra_headers={"X-Reference-Fault": "duration=4"},
+        )
+    after = [poll for poll in recording.polls() if poll.started >= slow_until]
+    assert after[0].wait is None, after[0]
+    assert after[0].started - slow_until < 0.1
+    slow = next(u for u, _ in updates if u.kind == "progress")
+    caught_up = next((u, at) for u, at in updates if u.kind == "progress" and at >= slow_until)
+    assert caught_up[0].percent > slow.percent
+    assert caught_up[1] - slow_until < 0.2
+    # Every poll before the slow update and after the catch-up long-polled as usual.
+    assert all(poll.wait for poll in recording.polls()[1:] if poll is not after[0])
