@@ -44,8 +44,15 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 20
 #: Where the embedded Agent Generator keeps its jobs, under the project's folder.
 EMBEDDED_STORE_DEFAULT = "var/agent-generator.sqlite3"
 
-#: How long a database call waits for a pooled PostgreSQL connection before it fails.
-POOL_TIMEOUT_SECONDS = 10
+#: How long a database call waits for a pooled PostgreSQL connection before it fails. While
+#: the database is away (a restart, a failover) every call waits this long: short enough for
+#: a page to answer 503 promptly and for a waiting stream or runner to retry on its own.
+POOL_TIMEOUT_SECONDS = 5
+#: How long the pool retries (with backoff) one failed connection attempt before giving up on
+#: it; the next call that needs a connection starts a new attempt at once. Short, so that the
+#: pool reconnects as soon as the database is back, not at psycopg_pool's next backoff step
+#: (which grows to minutes).
+POOL_RECONNECT_SECONDS = 2
 
 #: Each web process's stream hub (copilot.stream.hub) has one channel that carries the events
 #: of every job that process streams, so it gets a large capacity.
@@ -285,7 +292,12 @@ def database_config(url: str, *, name: str = "DATABASE_URL", pool_size: int = 0)
         config.setdefault("CONN_MAX_AGE", 0)
         config["CONN_HEALTH_CHECKS"] = True
         if pool_size > 0:
-            pool = {"min_size": 1, "max_size": pool_size, "timeout": POOL_TIMEOUT_SECONDS}
+            pool = {
+                "min_size": 1,
+                "max_size": pool_size,
+                "timeout": POOL_TIMEOUT_SECONDS,
+                "reconnect_timeout": POOL_RECONNECT_SECONDS,
+            }
             config["OPTIONS"] = {**config.get("OPTIONS", {}), "pool": pool}
     return config
 

@@ -76,8 +76,8 @@ class JsonFormatter(logging.Formatter):
 
 
 class RequestContextMiddleware:
-    """First in ``MIDDLEWARE``: the request's id (and, once known, its user's) on every log
-    line of the request, and the id in the response's ``X-Request-ID``."""
+    """Near the top of ``MIDDLEWARE``: the request's id (and, once known, its user's) on every
+    log line of the request, and the id in the response's ``X-Request-ID``."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

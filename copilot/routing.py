@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
 from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
@@ -13,6 +12,7 @@ from copilot.ops.health import HealthApp
 from copilot.ops.metrics import MetricsMount
 from copilot.runner.thread import RunnerThread
 from copilot.runner.upstream import EMBEDDED_AGENT_GENERATOR, EMBEDDED_MOUNT, embedded_service
+from copilot.stream.auth import stream_auth_stack
 from copilot.stream.consumer import JobEventStream
 
 
@@ -79,7 +79,7 @@ def build_application(django_app, *, runner: RunnerThread | None = None):
             # a thread per request for as long as its response lasts (see copilot.stream.consumer).
             path(
                 "jobs/<uuid:job_id>/events",
-                AuthMiddlewareStack(JobEventStream.as_asgi()),
+                stream_auth_stack(JobEventStream.as_asgi()),
                 name="job-events",
             ),
             re_path(r"", django_app),

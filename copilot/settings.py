@@ -41,7 +41,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "copilot.logs.RequestContextMiddleware",  # first: X-Request-ID, the ids on log lines
+    # First: a database restart or failover answers 503 with Retry-After, not a 500.
+    "copilot.web.db_unavailable.DatabaseUnavailableMiddleware",
+    "copilot.logs.RequestContextMiddleware",  # X-Request-ID, the ids on log lines
     "django.middleware.security.SecurityMiddleware",
     "copilot.web.csp.PageNonceCSPMiddleware",  # Content-Security-Policy, see below
     "django.contrib.sessions.middleware.SessionMiddleware",

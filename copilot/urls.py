@@ -23,3 +23,6 @@ urlpatterns = [
     # The JSON API (django-ninja, namespace "api"): /api/jobs/…, /api/docs, /api/openapi.json.
     path("api/", include("copilot.web.api.urls")),
 ]
+
+# A database outage met outside a view (where the middleware cannot catch it) is a 503 too.
+handler500 = "copilot.web.db_unavailable.server_error"

@@ -10,6 +10,11 @@ in the JSON API.
 
 The stream keeps the session's key or the token's id, so the heartbeat's check
 (:mod:`copilot.stream.access`) ends it once that login is gone.
+
+Channels' auth middleware loads the session's user before the stream runs; during a database
+outage that load fails outside the stream, where nothing would answer but a 500.
+:func:`stream_auth_stack` keeps the failure in the scope instead, and :func:`stream_login`
+raises it where the stream answers it (``503``, :mod:`copilot.stream.consumer`).
 """
 
 from __future__ import annotations
@@ -17,13 +22,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
+from channels.sessions import CookieMiddleware, SessionMiddleware
+from django.contrib.auth.models import AnonymousUser
 
+from copilot.jobs.db_errors import is_outage
 from copilot.jobs.exceptions import TokenExpired
 from copilot.jobs.models import ApiToken
 from copilot.jobs.tokens import api_token_for_key
 
 BEARER_PREFIX = b"bearer "
+
+#: The scope key of a database outage met while loading the session's user.
+OUTAGE_SCOPE_KEY = "copilot.database_outage"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,8 +84,28 @@ def _token_for_key(key: str) -> ApiToken | None:
     return api_token_for_key(key=key)
 
 
+class _StreamAuthMiddleware(AuthMiddleware):
+    """Channels' ``AuthMiddleware``, but a database outage leaves the user anonymous and
+    the error in ``scope[OUTAGE_SCOPE_KEY]``, for the stream to answer."""
+
+    async def resolve_scope(self, scope: dict) -> None:
+        try:
+            await super().resolve_scope(scope)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            scope["user"]._wrapped = AnonymousUser()
+            scope[OUTAGE_SCOPE_KEY] = exc
+
+
+def stream_auth_stack(inner: Any) -> Any:
+    """Channels' ``AuthMiddlewareStack`` (cookies, session, user) for the stream."""
+    return CookieMiddleware(SessionMiddleware(_StreamAuthMiddleware(inner)))
+
+
 async def stream_login(scope: dict) -> StreamLogin | Refusal:
-    """The login of a stream's request (``scope`` after Channels' auth middleware)."""
+    """The login of a stream's request (``scope`` after :func:`stream_auth_stack`); raises the
+    database's error when the session's user could not be loaded."""
     key = bearer_key(scope.get("headers", []))
     if key is not None:
         try:
@@ -83,6 +115,8 @@ async def stream_login(scope: dict) -> StreamLogin | Refusal:
         if token is None:
             return INVALID_TOKEN
         return StreamLogin(user=token.user, token_id=token.pk)
+    if (outage := scope.get(OUTAGE_SCOPE_KEY)) is not None:
+        raise outage
     user = scope.get("user")
     if user is None or not user.is_authenticated:
         return NOT_LOGGED_IN

@@ -34,17 +34,22 @@ Limits (``bench/slow_readers.py`` measures the third):
 - a stream whose login goes (session logged out, API token deleted or expired, user
   deactivated) ends within one heartbeat (the hub checks all the process's streams in one
   query); the client reconnects and gets ``401`` (the browser's shows its login link).
+
+During a database restart or failover a new stream gets ``503`` with ``Retry-After``; an open
+one keeps its connection and its heartbeats, and fills any gap once the database is back
+(:mod:`copilot.stream.outage`, which bounds the wait; past it, ``reconnect``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -52,12 +57,14 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
+from copilot.jobs.db_errors import is_outage, outage_reason
 from copilot.jobs.exceptions import JobNotFound
 from copilot.jobs.metrics import STREAM_REPLAYED_EVENTS
 from copilot.jobs.models import GenerationJob, JobEvent
 from copilot.jobs.presenters import job_as_dict
 from copilot.jobs.selectors import events_after, job_get
 from copilot.logs import request_id_from, request_id_var, user_id_var
+from copilot.stream import outage
 from copilot.stream.auth import Refusal, stream_login
 from copilot.stream.backpressure import AssumeDrained, Flow, flow_for
 from copilot.stream.hub import StreamHub, event_frame
@@ -90,6 +97,8 @@ MAX_UNSENT_BYTES = 1024 * 1024
 
 #: ``Retry-After`` of a 429: a slot frees when one of the user's streams closes.
 RETRY_AFTER_SECONDS = 10
+
+T = TypeVar("T")
 
 
 def _is_terminal(event: JobEvent | dict) -> bool:
@@ -192,7 +201,7 @@ class JobEventStream(AsyncHttpConsumer):
             await self._answer(405, b"This is an event stream: GET it.\n", [(b"allow", b"GET")])
         if message.get("more_body"):
             return  # a GET has no body worth waiting for; answer once it is all in
-        login = await stream_login(self.scope)
+        login = await self._unless_outage(stream_login(self.scope))
         if isinstance(login, Refusal):
             await self._answer(401, login.body, login.headers)
         user = login.user
@@ -206,7 +215,9 @@ class JobEventStream(AsyncHttpConsumer):
             )
         self._slot = (hub, user.pk)
         user_id_var.set(user.pk)
-        job = await _load_job(self.scope["url_route"]["kwargs"]["job_id"], user)
+        job = await self._unless_outage(
+            _load_job(self.scope["url_route"]["kwargs"]["job_id"], user)
+        )
         if job is None:
             await self._answer(404, b"Not found.\n")
         last = self._last_event_id()
@@ -234,6 +245,20 @@ class JobEventStream(AsyncHttpConsumer):
         self._spawn(self._tick())
         self._spawn(self._replay(snapshot))
         logger.debug("stream open job=%s from=%s flow=%s", job.id, last, self._flow.name)
+
+    async def _unless_outage(self, call: Awaitable[T]) -> T:
+        """``call``'s result; ``503`` with ``Retry-After`` when the database is away."""
+        try:
+            return await call
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            logger.warning("stream refused, database unavailable reason=%s", outage_reason(exc))
+            await self._answer(
+                503,
+                b"The database is unavailable; retry in a few seconds.\n",
+                [(b"retry-after", str(outage.RETRY_AFTER_SECONDS).encode())],
+            )
 
     def _request_id_header(self) -> tuple[bytes, bytes]:
         return (b"x-request-id", (self.request_id or "").encode("latin-1"))
@@ -295,7 +320,14 @@ class JobEventStream(AsyncHttpConsumer):
             while self.open:
                 if not await self._flow.drained():
                     return  # the next page is read only once the client took the last one
-                page = await _replay_page(self.job_id, self.last_sent)
+                try:
+                    page = await outage.read_through_outage(
+                        functools.partial(_replay_page, self.job_id, self.last_sent),
+                        wanted=lambda: self.open,
+                    )
+                except outage.DatabaseAway:
+                    await self._end("database unavailable")
+                    return
                 if page is not None:
                     if not await self._write_paced(page.data):
                         return

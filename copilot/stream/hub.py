@@ -11,7 +11,9 @@ check (a dropped message; a Redis restart that forgot the hub's membership) make
 re-join the job's group and the stream replay what it missed from the database. In the same
 beat, one more query asks which of the streams' sessions, API tokens and users still hold
 (:mod:`copilot.stream.access`); a stream whose user logged out or was deactivated, or whose
-token was deleted or expired, ends.
+token was deleted or expired, ends. While the database is away (a restart, a failover) both
+checks are skipped, with one log line per outage (:class:`copilot.stream.outage.OutageNotice`):
+a login that cannot be checked is not a login gone, so every stream stays open.
 
 The hub also counts each user's open streams (:meth:`StreamHub.admit`), for
 ``COPILOT_MAX_STREAMS_PER_USER``. The count is per process, with no shared state: with N web
@@ -36,6 +38,7 @@ from copilot.jobs.messaging import FANOUT_CHANNEL_PREFIX, job_group
 from copilot.jobs.metrics import STREAMS_OPEN
 from copilot.jobs.models import GenerationJob, JobEvent
 from copilot.stream.access import logins_valid
+from copilot.stream.outage import OutageNotice
 from copilot.stream.sse import encode_event
 
 logger = logging.getLogger(__name__)
@@ -86,6 +89,7 @@ class StreamHub:
         self._lag_check: asyncio.Task | None = None
         self._membership = asyncio.Lock()
         self.user_streams: Counter[int] = Counter()
+        self._database = OutageNotice(who="stream hub")
 
     @classmethod
     def current(cls) -> StreamHub:
@@ -123,7 +127,9 @@ class StreamHub:
             STREAMS_OPEN.inc()
             loop = asyncio.get_running_loop()
             if self._receiver is None or self._receiver.done():
-                self._receiver = loop.create_task(self._receive(), name="stream-hub-receive")
+                self._receiver = loop.create_task(
+                    self._receive(self.channel), name="stream-hub-receive"
+                )
             if self._lag_check is None or self._lag_check.done():
                 self._lag_check = loop.create_task(self._check_lag(), name="stream-hub-lag")
 
@@ -139,21 +145,33 @@ class StreamHub:
                 with contextlib.suppress(Exception):
                     await self.layer.group_discard(job_group(stream.job_id), self.channel)
             if not self.streams:
-                for task in (self._receiver, self._lag_check):
-                    if task is not None:
-                        task.cancel()
-                self._receiver = self._lag_check = None
-                self.channel = None  # a cancelled receive gives its channel back to the layer
+                self._stop()
+
+    def _stop(self) -> None:
+        """The last stream has left: the receiver and the lag check stop, the channel goes.
+
+        A stream that ends on a live event (its job's terminal one) leaves from inside the
+        receiver: that task is not cancelled (its next await would be cut short, or it would
+        ask the layer for a cleared channel); it sees its channel gone and returns.
+        """
+        current = asyncio.current_task()
+        for task in (self._receiver, self._lag_check):
+            if task is not None and task is not current:
+                task.cancel()  # a cancelled receive gives its channel back to the layer
+        self._receiver = self._lag_check = None
+        self.channel = None
+        self._database.forget()
 
     async def rejoin(self, job_id: uuid.UUID) -> None:
         """Join the job's group again (idempotent): a restarted Redis forgets memberships."""
         if self.channel is not None and job_id in self.streams:
             await self.layer.group_add(job_group(job_id), self.channel)
 
-    async def _receive(self) -> None:
-        while True:
+    async def _receive(self, channel: str) -> None:
+        """Hand each message on ``channel`` to its job's streams, while ``channel`` is the hub's."""
+        while self.channel == channel:
             try:
-                message = await self.layer.receive(self.channel)
+                message = await self.layer.receive(channel)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -188,9 +206,10 @@ class StreamHub:
     async def _check_seqs(self) -> None:
         try:
             newest = await _newest_seqs(list(self.streams))
-        except Exception:
-            logger.warning("stream lag check failed", exc_info=True)
+        except Exception as exc:
+            self._database.failed("lag check", exc)
             return
+        self._database.succeeded()
         for job_id, streams in list(self.streams.items()):
             for stream in list(streams):
                 stream.check_lag(newest.get(job_id, 0))
@@ -206,9 +225,9 @@ class StreamHub:
                 user_ids=[s.user_id for s in streams if s.user_id is not None],
                 token_ids=[s.token_id for s in streams if s.token_id is not None],
             )
-        except Exception:
-            logger.warning("stream login check failed", exc_info=True)
-            return
+        except Exception as exc:
+            self._database.failed("login check", exc)
+            return  # unknown is not gone: the streams stay
         for stream in streams:
             if not valid.allows(
                 session_key=stream.session_key, user_id=stream.user_id, token_id=stream.token_id

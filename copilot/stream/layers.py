@@ -98,6 +98,10 @@ class LocalChannelLayer(BaseChannelLayer):
                 while queue.messages:
                     expires_at, message = queue.messages.popleft()
                     if expires_at >= now:
+                        if not queue.messages and queue.waiter is None:
+                            # Kept only while it holds messages or a reader waits: a reader
+                            # that stops after this one (not cancelled) leaves nothing behind.
+                            del self._channels[channel]
                         return message
                 waiter = queue.waiter = loop.create_future()
             try:

@@ -73,7 +73,12 @@ def test_overrides_from_the_environment(tmp_path):
     assert config.lease_seconds == 30
     assert config.runner_concurrency == 500
     # PostgreSQL: Django's connection pool, 20 connections per process unless told otherwise.
-    assert config.database["OPTIONS"]["pool"] == {"min_size": 1, "max_size": 20, "timeout": 10}
+    assert config.database["OPTIONS"]["pool"] == {
+        "min_size": 1,
+        "max_size": 20,
+        "timeout": 5,
+        "reconnect_timeout": 2,  # after a database restart, reconnect at once (not backoff)
+    }
     assert config.database["CONN_MAX_AGE"] == 0  # the pool needs it (and ASGI wants it)
 
 

@@ -3,6 +3,7 @@
     400 {"errors": {field: message}}   a bad body or query parameter (the body's own faults
                                        under "body": not JSON, nested too deep, not an object)
     4xx {"detail": message}            401, 403, 404, 405, 409, 413, 415, 429
+    503 {"detail": message}            the database is away for a moment (with Retry-After)
 
 Every exception an operation or django-ninja raises on purpose is answered here, so no
 request the API refuses becomes a 500 or an HTML page. Messages never repeat the input back.
@@ -15,10 +16,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from copilot.jobs.db_errors import is_outage
 from copilot.jobs.exceptions import (
     IllegalTransition,
     InvalidJobRequest,
@@ -26,6 +29,7 @@ from copilot.jobs.exceptions import (
     JobNotFound,
 )
 from copilot.jobs.job_requests import field_errors
+from copilot.web import db_unavailable
 from copilot.web.api.schemas import query_message
 
 NOT_FOUND = "Not found."
@@ -165,6 +169,13 @@ def install_handlers(api: NinjaAPI) -> None:
         # A chunked body has no Content-Length to refuse it by: Django stops reading it here.
         return body_too_large().response(api, request)
 
+    def on_database_error(request: HttpRequest, exc: Exception) -> HttpResponse:
+        if not is_outage(exc):
+            raise exc  # a bug, not an outage: Django's 500, with its traceback
+        db_unavailable.log_unavailable(request, exc)
+        response = detail_response(api, request, status=503, detail=db_unavailable.DETAIL)
+        return db_unavailable.mark_unavailable(response)
+
     handlers: list[tuple[type[Exception], Any]] = [
         (ApiError, on_api_error),
         (HttpError, on_http_error),
@@ -176,6 +187,8 @@ def install_handlers(api: NinjaAPI) -> None:
         (IllegalTransition, on_illegal),
         (JobLimitReached, on_limit),
         (RequestDataTooBig, on_too_big),
+        (OperationalError, on_database_error),
+        (InterfaceError, on_database_error),
     ]
     for exc_class, handler in handlers:
         api.add_exception_handler(exc_class, handler)
