@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
             base,
             url=server.url,
             deep_pages=options.deep_pages,
-            admin_page=min(1000, max(1, options.jobs // 200)),  # 100 a page: mid-list at most
+            admin_page=min(1000, max(1, options.jobs // 100)),  # 50 a page: mid-list at most
             data=data,
         )
     pruned = None if options.skip_prune else prune(server.url, active_job=data.active_job)
