@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,6 +115,19 @@ def wait_http(
 
 
 @contextlib.contextmanager
+def wait_until(
+    predicate: Callable[[], object], *, seconds: float, what: str, step: float = 0.02
+) -> None:
+    """Return once ``predicate()`` is true (checked every ``step`` s); SetupError after
+    ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(step)
+    raise SetupError(f"timed out waiting for {what}")
+
+
 def running(
     *, name: str, args: Sequence[str], env: dict[str, str], port: int | None, ready: str = "/"
 ) -> Iterator[Process]:

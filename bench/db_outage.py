@@ -45,6 +45,7 @@ from bench._support import (
     reference_args,
     running,
     table,
+    wait_until,
 )
 from tests.support.db_outage import DbOutageProxy
 
@@ -53,15 +54,6 @@ TERMINAL = {"completed", "failed", "cancelled"}
 
 #: Whether this process's Django is set up (once: settings are read once).
 rows_started: list[bool] = []
-
-
-def wait(predicate: Callable[[], object], *, seconds: float, what: str, step: float = 0.05):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(step)
-    raise SetupError(f"timed out waiting for {what}")
 
 
 def submit(count: int) -> list[str]:
@@ -183,10 +175,11 @@ def measure(
     from copilot.jobs.models import JobEvent
 
     job_ids = submit(jobs)
-    wait(
+    wait_until(
         lambda: all(s[0] == "running" for s in db_states(job_ids).values()),
         seconds=60,
         what="every job to run",
+        step=0.05,
     )
     time.sleep(settle)
     end_outage = begin_outage()
@@ -205,7 +198,7 @@ def measure(
         time.sleep(0.05)
     if len(caught) < len(job_ids):
         raise SetupError(f"{len(job_ids) - len(caught)} jobs never caught up\n{runner.output()}")
-    wait(
+    wait_until(
         lambda: all(s[0] in TERMINAL for s in db_states(job_ids).values()),
         seconds=job_seconds + 120,
         what="every job to end",

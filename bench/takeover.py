@@ -24,7 +24,6 @@ import asyncio
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -42,18 +41,10 @@ from bench._support import (
     reference_args,
     running,
     table,
+    wait_until,
 )
 
 GOAL = "Every morning at 8am, fetch the top tech news and email a summary to me@example.com"
-
-
-def wait(predicate: Callable[[], object], *, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise SetupError(f"timed out waiting for {what}")
 
 
 def held_by(job_id, pid: int) -> bool:
@@ -85,13 +76,13 @@ def peer_takeover(env: dict[str, str], *, other_host: bool) -> float:
     first, second = runworker(env), runworker(env)
     try:
         for worker in (first, second):
-            wait(
+            wait_until(
                 lambda w=worker: RunnerHeartbeat.objects.filter(pid=w.pid).exists(),
                 seconds=30,
                 what="the runners to start",
             )
         job_id = job_submit()
-        wait(
+        wait_until(
             lambda: held_by(job_id, first.pid) or held_by(job_id, second.pid),
             seconds=30,
             what="a runner to submit the job",
@@ -102,7 +93,7 @@ def peer_takeover(env: dict[str, str], *, other_host: bool) -> float:
         dead.popen.kill()
         killed = time.monotonic()
         dead.popen.wait()
-        wait(lambda: held_by(job_id, peer.pid), seconds=30, what="the takeover")
+        wait_until(lambda: held_by(job_id, peer.pid), seconds=30, what="the takeover")
         return time.monotonic() - killed
     finally:
         first.stop()
@@ -113,7 +104,7 @@ def restart_takeover(env: dict[str, str]) -> float:
     before = runworker(env)
     try:
         job_id = job_submit()
-        wait(lambda: held_by(job_id, before.pid), seconds=30, what="the runner to submit")
+        wait_until(lambda: held_by(job_id, before.pid), seconds=30, what="the runner to submit")
         before.popen.kill()
         before.popen.wait()
     finally:
@@ -121,7 +112,7 @@ def restart_takeover(env: dict[str, str]) -> float:
     started = time.monotonic()
     after = runworker(env)
     try:
-        wait(lambda: held_by(job_id, after.pid), seconds=30, what="the takeover")
+        wait_until(lambda: held_by(job_id, after.pid), seconds=30, what="the takeover")
         return time.monotonic() - started
     finally:
         after.stop()
