@@ -53,6 +53,17 @@ POOL_TIMEOUT_SECONDS = 5
 #: pool reconnects as soon as the database is back, not at psycopg_pool's next backoff step
 #: (which grows to minutes).
 POOL_RECONNECT_SECONDS = 2
+#: libpq's connection settings unless the URL's query string gives its own: a connection
+#: attempt to a host that no longer answers (a failover that moved the address) gives up
+#: after 5 s instead of the operating system's two minutes, and TCP keepalives find a
+#: connection whose server vanished without a word within about a minute (30 + 3 x 10 s).
+POSTGRES_CONNECTION_OPTIONS = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 #: Each web process's stream hub (copilot.stream.hub) has one channel that carries the events
 #: of every job that process streams, so it gets a large capacity.
@@ -291,6 +302,7 @@ def database_config(url: str, *, name: str = "DATABASE_URL", pool_size: int = 0)
     else:
         config.setdefault("CONN_MAX_AGE", 0)
         config["CONN_HEALTH_CHECKS"] = True
+        config["OPTIONS"] = {**POSTGRES_CONNECTION_OPTIONS, **config.get("OPTIONS", {})}
         if pool_size > 0:
             pool = {
                 "min_size": 1,

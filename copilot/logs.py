@@ -75,6 +75,28 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+class OncePer(logging.Filter):
+    """Lets one record of a logger through per ``seconds``, the rest of that time dropped.
+
+    For a library that logs each attempt of a retry loop: psycopg's pool writes a warning for
+    every failed connection attempt (two or three a second while the database is away),
+    where the runner and the web already log one line per outage. The first line still
+    says why (refused, bad password, unknown host), and a long outage shows one a minute.
+    """
+
+    def __init__(self, seconds: float = 60.0) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        last = self._last.get(record.name)
+        if last is not None and 0 <= record.created - last < self.seconds:
+            return False
+        self._last[record.name] = record.created
+        return True
+
+
 class RequestContextMiddleware:
     """Near the top of ``MIDDLEWARE``: the request's id (and, once known, its user's) on every
     log line of the request, and the id in the response's ``X-Request-ID``."""

@@ -194,15 +194,23 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "copilot.logs.JsonFormatter"},  # LOG_FORMAT=json: one object a line
     },
+    "filters": {"once_a_minute": {"()": "copilot.logs.OncePer", "seconds": 60}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "json" if CONFIG.log_format == "json" else "plain",
-        }
+        },
+        # psycopg's pool warns at each failed connection attempt: one line a minute of it.
+        "console_once_a_minute": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if CONFIG.log_format == "json" else "plain",
+            "filters": ["once_a_minute"],
+        },
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "copilot": {"level": CONFIG.log_level},
         "agent_generator": {"level": CONFIG.log_level},
+        "psycopg.pool": {"handlers": ["console_once_a_minute"], "propagate": False},
     },
 }

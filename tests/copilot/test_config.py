@@ -80,6 +80,17 @@ def test_overrides_from_the_environment(tmp_path):
         "reconnect_timeout": 2,  # after a database restart, reconnect at once (not backoff)
     }
     assert config.database["CONN_MAX_AGE"] == 0  # the pool needs it (and ASGI wants it)
+    # A vanished host costs 5 s per attempt, not the OS's two minutes; keepalives on.
+    assert config.database["OPTIONS"]["connect_timeout"] == 5
+    assert config.database["OPTIONS"]["keepalives"] == 1
+
+
+def test_the_url_s_own_libpq_options_win(tmp_path):
+    url = "postgres://db/portal?connect_timeout=2&sslmode=require"
+    config = load({"DEBUG": "1", "DATABASE_URL": url}, base_dir=tmp_path)
+    assert config.database["OPTIONS"]["connect_timeout"] == 2
+    assert config.database["OPTIONS"]["sslmode"] == "require"
+    assert config.database["OPTIONS"]["keepalives_idle"] == 30
 
 
 def test_the_postgresql_pool_is_sized_or_turned_off(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import socket
 import subprocess
 import sys
 import uuid
@@ -18,6 +19,7 @@ from django.urls import reverse
 from copilot.config import ConfigError, load
 from copilot.logs import (
     JsonFormatter,
+    OncePer,
     job_id_var,
     request_id_from,
     request_id_var,
@@ -151,6 +153,38 @@ def test_log_format_json_makes_the_process_log_json_lines():
     assert len(lines) == 1, done.stderr
     fields = json.loads(lines[0])
     assert (fields["message"], fields["logger"]) == ("hello there", "copilot.test")
+
+
+def test_once_per_lets_one_record_of_a_logger_through_per_interval():
+    once = OncePer(seconds=60)
+    records = [_record("attempt %s", n) for n in range(3)]
+    other = logging.LogRecord("other", logging.WARNING, __file__, 1, "x", None, None)
+    records[1].created = records[0].created + 59
+    records[2].created = records[0].created + 61
+    assert [once.filter(r) for r in records] == [True, False, True]
+    assert once.filter(other)  # each logger on its own
+
+
+@pytest.mark.slow
+def test_the_pool_s_attempts_at_an_absent_database_log_one_line_not_one_each():
+    """psycopg's pool warns at every failed connection attempt; one of them is shown, with
+    its cause, and our own line says the database did not answer."""
+    script = (
+        "import django, logging; django.setup(); "
+        "from copilot.ops.startup import demo_login_works; demo_login_works()"
+    )
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    env = portal_env(DATABASE_URL=f"postgres://postgres@127.0.0.1:{port}/none")
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    pool_lines = [line for line in done.stderr.splitlines() if "psycopg.pool" in line]
+    assert len(pool_lines) == 1, done.stderr
+    assert "Connection refused" in done.stderr
+    assert "demo login check skipped, the database did not answer" in done.stderr
 
 
 # -- ids on real lines -----------------------------------------------------------------------
