@@ -16,7 +16,9 @@
  * - Resumes with the last event id it has (`Last-Event-ID` header and `?last_event_id=`) and never
  *   delivers an event whose id is <= that id (a safety net against replays).
  * - A drop (network error, 5xx, a stream that ends without a terminal or `reconnect` event, or no
- *   byte for 2.5 heartbeats) is retried after 1 s, 2 s, 4 s (+/- 20 % jitter); after 3 failed
+ *   byte for 2.5 heartbeats) is retried after 1 s, 2 s, 4 s (+/- 20 % jitter), or after the
+ *   answer's Retry-After when that is longer (at most 30 s; the portal's 503 during a database
+ *   restart says 5 s); after 3 failed
  *   attempts the state is `lost`. The attempt counter resets only once a connection has proved
  *   healthy: it delivered an event newer than what the client had when it connected, or it stayed
  *   open for one heartbeat interval and received bytes.
@@ -50,6 +52,19 @@ const FINAL_STATES = new Set(["done", "gone", "unauthorized", "stopped"]);
 // -----------------------------------------------------------------------------------------------
 // Helpers
 // -----------------------------------------------------------------------------------------------
+
+/**
+ * How long a non-2xx answer asks the client to wait, in ms (0 when it does not say): its
+ * Retry-After header, in seconds or as an HTTP date.
+ */
+export function retryAfterMs(response, nowMs) {
+  const value = response && response.headers && response.headers.get("retry-after");
+  if (typeof value !== "string" || value.trim() === "") return 0;
+  const text = value.trim();
+  if (/^[0-9]{1,6}$/.test(text)) return parseInt(text, 10) * 1000;
+  const at = Date.parse(text);
+  return Number.isFinite(at) ? Math.max(0, at - nowMs) : 0;
+}
 
 /** A non-negative integer from an SSE id or a data attribute, else null. */
 export function parseSeq(value) {
@@ -120,7 +135,8 @@ function defaultTimers() {
  *   fetch, timers ({setTimeout, clearTimeout}), random, now, AbortController,
  *   TextDecoder   the outside world (defaults: the globals)
  *   eventTarget    where `online` and `pagehide` fire (default: window in a browser)
- *   maxAttempts (3), baseDelayMs (1000), jitter (0.2), watchdogFactor (2.5)
+ *   maxAttempts (3), baseDelayMs (1000), jitter (0.2), watchdogFactor (2.5),
+ *   maxRetryAfterMs (30000): the longest a server's Retry-After may stretch one wait
  */
 export class JobStream {
   constructor(options) {
@@ -132,6 +148,7 @@ export class JobStream {
     this.maxAttempts = o.maxAttempts > 0 ? o.maxAttempts : 3;
     this.baseDelayMs = o.baseDelayMs >= 0 ? o.baseDelayMs : 1000;
     this.jitter = o.jitter >= 0 ? o.jitter : 0.2;
+    this.maxRetryAfterMs = o.maxRetryAfterMs >= 0 ? o.maxRetryAfterMs : 30000;
     this.watchdogMs = this.heartbeatMs * (o.watchdogFactor > 0 ? o.watchdogFactor : 2.5);
     this._onEvent = o.onEvent || function () {};
     this._onState = o.onState || function () {};
@@ -238,7 +255,7 @@ export class JobStream {
     if (status === 404) return this._finishWith(response, "gone", { status });
     if (status < 200 || status > 299) {
       cancelBody(response);
-      return this._drop("http " + status);
+      return this._drop("http " + status, retryAfterMs(response, this._now()));
     }
     const contentType = (response.headers && response.headers.get("content-type")) || "";
     if (!/^\s*text\/event-stream/i.test(contentType)) {
@@ -317,8 +334,13 @@ export class JobStream {
     if (this._conn === conn) this.attempt = 0;
   }
 
-  /** The current connection failed: back off and retry, or give up. */
-  _drop(reason) {
+  /**
+   * The current connection failed: back off and retry, or give up. `waitMs` is what the server
+   * asked for (a 503's or 429's Retry-After, capped at maxRetryAfterMs): the retry waits at
+   * least that long, so a database restart that the server answers with 503 + Retry-After: 5
+   * is waited out instead of spending the three attempts in seven seconds.
+   */
+  _drop(reason, waitMs = 0) {
     this._teardownConnection();
     if (this.attempt >= this.maxAttempts) {
       this._setState("lost", { attempt: this.attempt, of: this.maxAttempts, reason: reason });
@@ -327,7 +349,8 @@ export class JobStream {
     this.attempt += 1;
     const base = this.baseDelayMs * Math.pow(2, this.attempt - 1);
     const spread = this.jitter * (2 * this._random() - 1); // within [-jitter, +jitter)
-    const delayMs = Math.max(0, Math.round(base * (1 + spread)));
+    const asked = Math.min(Math.max(0, waitMs), this.maxRetryAfterMs);
+    const delayMs = Math.max(0, Math.round(base * (1 + spread)), asked);
     this._retryTimer = this._timers.setTimeout(() => {
       this._retryTimer = null;
       this._connect({ planned: false });

@@ -104,7 +104,10 @@ class FakeRequest {
   }
 
   /** Answer with a status; for 2xx SSE answers the body stays open for push/end/error. */
-  respond(status = 200, { contentType = "text/event-stream", redirected = false, body = true } = {}) {
+  respond(
+    status = 200,
+    { contentType = "text/event-stream", redirected = false, body = true, headers: extra = {} } = {},
+  ) {
     if (this.settled) throw new Error("request already settled");
     this.settled = true;
     let stream = null;
@@ -119,7 +122,7 @@ class FakeRequest {
         },
       });
     }
-    const headers = new Headers(contentType ? { "content-type": contentType } : {});
+    const headers = new Headers({ ...extra, ...(contentType ? { "content-type": contentType } : {}) });
     this._resolve({ status, ok: status >= 200 && status < 300, headers, body: stream, redirected });
     return this;
   }

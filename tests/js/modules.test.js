@@ -107,6 +107,7 @@ test("importing a module runs nothing: no window, document, fetch or timer is to
       SSEParser: "function",
       STATES: "object",
       parseSeq: "function",
+      retryAfterMs: "function",
       withLastEventId: "function",
     },
     "stream_page.js": { attach: "function", stateText: "function" },

@@ -2,7 +2,13 @@ import test from "node:test";
 import assert from "node:assert/strict";
 
 import { SSEParser } from "../../static/copilot/sse_parser.js";
-import { CopilotStream, JobStream, STATES, withLastEventId } from "../../static/copilot/stream.js";
+import {
+  CopilotStream,
+  JobStream,
+  STATES,
+  retryAfterMs,
+  withLastEventId,
+} from "../../static/copilot/stream.js";
 import { CountingTarget, FakeClock, FakeJobServer, FakeNet, flush, frame } from "./fakes.js";
 
 const HEARTBEAT = 15000;
@@ -379,6 +385,41 @@ test("a non-2xx (502) and a 200 of the wrong type are drops that retry", async (
   assert.equal(ctx.lastState().state, "reconnecting");
   assert.equal(ctx.lastState().attempt, 2);
   ctx.stream.stop();
+});
+
+test("a 503's Retry-After stretches the wait, capped; a short one keeps the backoff", async () => {
+  const ctx = setup();
+  ctx.stream.start();
+  await flush();
+  ctx.net.last.respond(503, { contentType: "text/plain", headers: { "Retry-After": "5" } });
+  await flush();
+  assert.equal(ctx.lastState().state, "reconnecting");
+  assert.equal(ctx.lastState().delayMs, 5000); // not the 1 s backoff: what the server asked
+  await ctx.clock.advance(4999);
+  assert.equal(ctx.net.requests.length, 1, "no retry before the server's Retry-After");
+  await ctx.clock.advance(1);
+  assert.equal(ctx.net.requests.length, 2);
+  ctx.net.last.respond(503, { contentType: "text/plain", headers: { "Retry-After": "3600" } });
+  await flush();
+  assert.equal(ctx.lastState().delayMs, 30000); // at most maxRetryAfterMs
+  const third = await fireRetry(ctx);
+  third.respond(502, { contentType: "text/html", headers: { "Retry-After": "1" } });
+  await flush();
+  assert.equal(ctx.lastState().delayMs, 4000); // the backoff, longer than what was asked
+  assert.equal(ctx.lastState().attempt, 3);
+  ctx.stream.stop();
+});
+
+test("retryAfterMs reads seconds and HTTP dates, and ignores nonsense", () => {
+  const answer = (value) => ({ headers: new Headers(value === null ? {} : { "Retry-After": value }) });
+  const now = Date.parse("Mon, 30 Nov 2026 12:00:00 GMT");
+  assert.equal(retryAfterMs(answer("5"), now), 5000);
+  assert.equal(retryAfterMs(answer(" 0 "), now), 0);
+  assert.equal(retryAfterMs(answer("Mon, 30 Nov 2026 12:00:07 GMT"), now), 7000);
+  assert.equal(retryAfterMs(answer("Mon, 30 Nov 2026 11:00:00 GMT"), now), 0);
+  assert.equal(retryAfterMs(answer("-3"), now), 0);
+  assert.equal(retryAfterMs(answer("soon"), now), 0);
+  assert.equal(retryAfterMs(answer(null), now), 0);
 });
 
 test("a stream that ends cleanly without a terminal or reconnect event is a drop", async () => {
