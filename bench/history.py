@@ -303,7 +303,8 @@ class Writer:
                 time.sleep(0.05)
 
 
-def prune(url: str, *, active_job: str) -> dict[str, object]:
+def prune(url: str, *, active_job: str, extra: Sequence[str] = ()) -> dict[str, object]:
+    """``prune_jobs --older-than 180d *extra`` beside a Writer: its time and the writes' waits."""
     import psycopg
 
     count_sql = (
@@ -318,7 +319,7 @@ def prune(url: str, *, active_job: str) -> dict[str, object]:
     thread.start()
     time.sleep(2)
     started = time.monotonic()
-    result = manage("prune_jobs", "--older-than", "180d", url=url, timeout=3600)
+    result = manage("prune_jobs", "--older-than", "180d", *extra, url=url, timeout=3600)
     seconds = time.monotonic() - started
     time.sleep(1)
     writer.stop.set()

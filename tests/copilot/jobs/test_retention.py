@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 from django.db.models import Count
 from django.utils import timezone
 
+from copilot.jobs import retention
 from copilot.jobs.models import GenerationJob, JobEvent
 from copilot.jobs.retention import PruneResult, jobs_prune, prune_count
 
@@ -71,6 +72,26 @@ def test_prunes_old_finished_jobs_and_their_events_in_batches(user):
     assert events_per_job() == {EVENTS_PER_JOB}  # the others keep every event
 
 
+def test_a_batch_larger_than_an_in_list_goes_whole(user):
+    """A batch of more ids than one ``IN`` list takes (SQLite's parameter limit) is deleted
+    in slices, still one transaction; PostgreSQL's one statement takes any size."""
+    count = retention.IN_LIST_MAX * 2 + 7
+    fill(user, count=count, status=Status.COMPLETED, days_ago=40)
+    kept = fill(user, count=2, status=Status.RUNNING, days_ago=40)
+    cutoff = timezone.now() - timedelta(days=30)
+    batches: list[int] = []
+    done = jobs_prune(
+        finished_before=cutoff,
+        statuses=TERMINAL,
+        batch_size=50_000,
+        on_batch=lambda total: batches.append(total.jobs),
+    )
+    assert done == PruneResult(jobs=count, events=count * EVENTS_PER_JOB)
+    assert batches == [count]  # one batch
+    assert set(GenerationJob.objects.values_list("pk", flat=True)) == {j.pk for j in kept}
+    assert JobEvent.objects.count() == len(kept) * EVENTS_PER_JOB
+
+
 def test_only_the_statuses_asked_for_and_never_active_ones(user):
     fill(user, count=3, status=Status.COMPLETED, days_ago=40)
     failed = fill(user, count=2, status=Status.FAILED, days_ago=40)
@@ -83,6 +104,14 @@ def test_only_the_statuses_asked_for_and_never_active_ones(user):
     assert set(GenerationJob.objects.values_list("pk", flat=True)) == {
         j.pk for j in failed + queued
     }
+
+
+def test_no_terminal_status_asked_for_prunes_nothing(user):
+    fill(user, count=2, status=Status.QUEUED, days_ago=40)
+    cutoff = timezone.now() - timedelta(days=30)
+    assert jobs_prune(finished_before=cutoff, statuses=[Status.QUEUED]) == PruneResult()
+    assert jobs_prune(finished_before=cutoff, statuses=[]) == PruneResult()
+    assert GenerationJob.objects.count() == 2
 
 
 def test_an_interrupted_prune_leaves_whole_batches(user):
