@@ -114,7 +114,6 @@ def wait_http(
     raise SetupError(f"no answer on 127.0.0.1:{port}{path} in {timeout} s\n{tail}")
 
 
-@contextlib.contextmanager
 def wait_until(
     predicate: Callable[[], object], *, seconds: float, what: str, step: float = 0.02
 ) -> None:
@@ -128,6 +127,7 @@ def wait_until(
     raise SetupError(f"timed out waiting for {what}")
 
 
+@contextlib.contextmanager
 def running(
     *, name: str, args: Sequence[str], env: dict[str, str], port: int | None, ready: str = "/"
 ) -> Iterator[Process]:
