@@ -74,7 +74,7 @@ class DatabaseThreads:
             result = await future
         except DatabaseError as exc:
             if is_outage(exc):
-                self.outage.failed(exc)
+                self.outage.failed(exc, started_at=started_at)
             raise
         self.outage.succeeded(started_at=started_at)
         return result

@@ -37,14 +37,21 @@ class OutageLog:
         self.who = who
         #: ``time.monotonic()`` of the failure that started the current outage, or None.
         self.down_since: float | None = None
+        #: ``time.monotonic()`` when the last outage was seen to end, or None.
+        self.back_since: float | None = None
         self.outages = 0
         #: Set when the database answers again: writes waiting out the outage retry at once
         #: (the heartbeat probes it once a second) rather than at their next backoff step.
         self.back = asyncio.Event()
         self.back.set()
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException, *, started_at: float | None = None) -> None:
+        """A call that started at ``started_at`` (monotonic) met an outage. One that started
+        before the last outage was seen to end is a late report of that outage (it waited
+        out the pool's timeout, say, while others got through), not a new one."""
         if self.down_since is not None:
+            return
+        if started_at is not None and self.back_since is not None and started_at < self.back_since:
             return
         self.down_since = time.monotonic()
         self.outages += 1
@@ -63,6 +70,7 @@ class OutageLog:
         if down_since is None or started_at < down_since:
             return
         self.down_since = None
+        self.back_since = time.monotonic()
         self.back.set()
         logger.info(
             "database back %s after=%.1fs", self.who, max(time.monotonic() - down_since, 0.0)

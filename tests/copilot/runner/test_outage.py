@@ -121,16 +121,17 @@ async def test_reconcile_is_asked_before_each_retry_and_its_answer_wins(proxy) -
 
     async def reconcile() -> int | None:
         asked.append(db.calls)
-        return 99 if len(asked) == 2 else None
+        if len(asked) < 2:
+            return None
+        proxy.end_outage()  # back now: the next try would succeed, but this answer wins
+        return 99
 
     proxy.begin_outage()
-    task = asyncio.create_task(retrying(lambda: db.select(1), reconcile=reconcile))
-    while len(asked) < 1:
-        await asyncio.sleep(0.05)
-    proxy.end_outage()
-    # (reconcile runs before every retry, even when the database is already back)
-    assert await task == 99
-    assert asked == [1, 2]
+    try:
+        assert await retrying(lambda: db.select(1), reconcile=reconcile) == 99
+    finally:
+        proxy.end_outage()
+    assert asked == [1, 2]  # asked before each retry, the second after two failed tries
 
 
 async def test_errors_that_are_not_an_outage_are_not_retried() -> None:
@@ -156,3 +157,18 @@ def test_the_log_ignores_calls_that_started_before_the_outage(caplog) -> None:
     assert log.down_since is not None
     log.succeeded(started_at=time.monotonic())
     assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
+
+
+def test_the_log_takes_a_failure_of_a_call_made_during_the_outage_for_that_outage(caplog) -> None:
+    """A call made while the database was away, failing only after others got through (it
+    waited out the pool's timeout), is the same outage, not a second one."""
+    caplog.set_level(logging.INFO, logger="copilot.runner.outage")
+    log = OutageLog(who="test")
+    log.failed(OperationalError("server closed the connection unexpectedly"))
+    waiting = time.monotonic()  # waits for a pooled connection meanwhile
+    log.succeeded(started_at=time.monotonic())  # the database is back
+    log.failed(OperationalError("couldn't get a connection"), started_at=waiting)
+    assert log.down_since is None and log.back.is_set() and log.outages == 1
+    log.failed(OperationalError("server closed the connection unexpectedly"))  # a new one
+    assert log.outages == 2
+    assert [r.levelname for r in caplog.records] == ["WARNING", "INFO", "WARNING"]
