@@ -79,9 +79,14 @@ def bearer_key(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-@database_sync_to_async
-def _token_for_key(key: str) -> ApiToken | None:
+def _token_for_key_sync(key: str) -> ApiToken | None:
     return api_token_for_key(key=key)
+
+
+#: In a thread of its own: it writes (the token's use), and a write can wait out a lock (on
+#: SQLite, the busy timeout); in the one thread all the streams' reads share, every stream of
+#: the process would wait behind it.
+_token_for_key = database_sync_to_async(_token_for_key_sync, thread_sensitive=False)
 
 
 class _StreamAuthMiddleware(AuthMiddleware):

@@ -217,6 +217,10 @@ def flow_for(send: Any) -> Flow:
     request = _twisted_request(send)
     if request is None or getattr(request, "finished", False) or request.producer is not None:
         return AssumeDrained()
+    if getattr(request, "channel", None) is None:
+        # The client left before the stream opened (it gave up waiting while the database
+        # was slow to answer, say): nothing to pace; its disconnect ends the stream.
+        return AssumeDrained()
     try:
         return TwistedFlow(request)
     except Exception:  # the connection went away just now, or Twisted changed
