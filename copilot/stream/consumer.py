@@ -48,26 +48,22 @@ import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Coroutine
-from dataclasses import dataclass
 from typing import NoReturn, TypeVar
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
 from copilot.jobs.db_errors import is_outage, outage_reason
-from copilot.jobs.exceptions import JobNotFound
 from copilot.jobs.metrics import STREAM_REPLAYED_EVENTS
-from copilot.jobs.models import GenerationJob, JobEvent
 from copilot.jobs.presenters import job_as_dict
-from copilot.jobs.selectors import events_after, job_get
 from copilot.logs import request_id_from, request_id_var, user_id_var
 from copilot.stream import outage
 from copilot.stream.auth import Refusal, stream_login
 from copilot.stream.backpressure import AssumeDrained, Flow, flow_for
 from copilot.stream.hub import StreamHub, event_frame
+from copilot.stream.replay import event_seq, is_terminal, load_job, replay_page
 from copilot.stream.sse import encode_comment, encode_event, parse_last_event_id
 
 logger = logging.getLogger(__name__)
@@ -78,9 +74,6 @@ SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
     (b"x-content-type-options", b"nosniff"),
 ]
-
-#: Replay in pages of this many events, so a long log never sits in memory at once.
-REPLAY_PAGE = 500
 
 #: Bytes handed to the server at a time, each once the connection took the last: the size of
 #: Twisted's transport buffer, so a client that stops reading leaves about that much there.
@@ -99,46 +92,6 @@ MAX_UNSENT_BYTES = 1024 * 1024
 RETRY_AFTER_SECONDS = 10
 
 T = TypeVar("T")
-
-
-def _is_terminal(event: JobEvent | dict) -> bool:
-    data = event.data if isinstance(event, JobEvent) else event.get("data")
-    return bool(isinstance(data, dict) and data.get("terminal"))
-
-
-def _seq(event: JobEvent | dict) -> int:
-    return event.seq if isinstance(event, JobEvent) else event["seq"]
-
-
-@dataclass(frozen=True)
-class _Page:
-    """A page of the replay, encoded (its events are not kept)."""
-
-    data: bytes
-    last_seq: int
-    terminal: bool
-    full: bool
-
-
-@database_sync_to_async
-def _load_job(job_id: uuid.UUID, user) -> GenerationJob | None:
-    try:
-        return job_get(job_id=job_id, user=user)
-    except JobNotFound:
-        return None
-
-
-@database_sync_to_async
-def _replay_page(job_id: uuid.UUID, seq: int) -> _Page | None:
-    events = events_after(job_id=job_id, seq=seq, limit=REPLAY_PAGE)
-    if not events:
-        return None
-    return _Page(
-        data=b"".join(event_frame(e) for e in events),
-        last_seq=events[-1].seq,
-        terminal=_is_terminal(events[-1]),
-        full=len(events) == REPLAY_PAGE,
-    )
 
 
 class JobEventStream(AsyncHttpConsumer):
@@ -215,9 +168,7 @@ class JobEventStream(AsyncHttpConsumer):
             )
         self._slot = (hub, user.pk)
         user_id_var.set(user.pk)
-        job = await self._unless_outage(
-            _load_job(self.scope["url_route"]["kwargs"]["job_id"], user)
-        )
+        job = await self._unless_outage(load_job(self.scope["url_route"]["kwargs"]["job_id"], user))
         if job is None:
             await self._answer(404, b"Not found.\n")
         last = self._last_event_id()
@@ -303,7 +254,7 @@ class JobEventStream(AsyncHttpConsumer):
             return
         self.last_sent = seq
         await self._write(frame)
-        if _is_terminal(event):
+        if is_terminal(event):
             await self._finish()
 
     async def _replay(self, snapshot: bytes) -> None:
@@ -322,7 +273,7 @@ class JobEventStream(AsyncHttpConsumer):
                     return  # the next page is read only once the client took the last one
                 try:
                     page = await outage.read_through_outage(
-                        functools.partial(_replay_page, self.job_id, self.last_sent),
+                        functools.partial(replay_page, self.job_id, self.last_sent),
                         wanted=lambda: self.open,
                     )
                 except outage.DatabaseAway:
@@ -338,7 +289,7 @@ class JobEventStream(AsyncHttpConsumer):
                         return
                     if page.full:
                         continue
-                pending, self.pending = sorted(self.pending, key=_seq), []
+                pending, self.pending = sorted(self.pending, key=event_seq), []
                 behind = False
                 for event in pending:
                     if event["seq"] <= self.last_sent:
@@ -349,7 +300,7 @@ class JobEventStream(AsyncHttpConsumer):
                     if not await self._write_paced(event_frame(event)):
                         return
                     self.last_sent = event["seq"]
-                    if _is_terminal(event):
+                    if is_terminal(event):
                         await self._finish()
                         return
                 if not (behind and page) and not self.pending:
