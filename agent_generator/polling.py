@@ -124,18 +124,18 @@ async def follow_job(
 
         if answer.terminal:
             return _finish(answer=answer, operation=operation)
-        if time.monotonic() - reported > SLOW_UPDATE_SECONDS:
-            look_now = True
-            continue
-
-        delay = pace.after_answer(
-            planned=planned,
-            wait=wait,
-            elapsed=elapsed,
-            status_changed=status_changed,
-            progress_changed=progress_news,
-        )
-        if answer.retry_after is not None:
+        look_now = time.monotonic() - reported > SLOW_UPDATE_SECONDS
+        if look_now:
+            delay = 0.0  # what happened while on_update took its time is wanted now
+        else:
+            delay = pace.after_answer(
+                planned=planned,
+                wait=wait,
+                elapsed=elapsed,
+                status_changed=status_changed,
+                progress_changed=progress_news,
+            )
+        if answer.retry_after is not None:  # on any answer, a slow update's too
             delay = max(delay, answer.retry_after)
         if delay > 0:
             await waiter.sleep(delay)

@@ -20,6 +20,7 @@ from agent_generator.exceptions import (
     JobNotFound,
     ServiceUnavailable,
 )
+from agent_generator.polling import SLOW_UPDATE_SECONDS
 from agent_generator.results import DecomposeError, VagueGoal
 
 FAST = PollPolicy(interval=0.02, max_interval=0.1, budget=10, cancel_timeout=0.5)
@@ -221,6 +222,35 @@ async def test_retry_after_on_a_good_answer_delays_the_next_poll() -> None:
     first, second = recorder.times("GET")
     # A status change would be polled again at once; Retry-After wins.
     assert second - first >= 1.0
+
+
+async def test_retry_after_still_counts_after_a_slow_on_update() -> None:
+    """A slow ``on_update`` makes the next poll look at once, but not sooner than the
+    service's ``Retry-After`` allows."""
+    recorder = Recorder(
+        submit=[accepted()],
+        polls=[
+            httpx.Response(
+                200, json={"job_id": "job-1", "status": "running"}, headers={"Retry-After": "1"}
+            ),
+            job("completed", result=VAGUE),
+        ],
+    )
+    slow = SLOW_UPDATE_SECONDS + 0.2
+
+    async def on_update(update) -> None:
+        if update.kind == "status" and update.status == "running":
+            await asyncio.sleep(slow)  # the caller's storage was slow or away
+
+    async with recorder.client() as client:
+        await client.run(
+            operation=Operation.DECOMPOSE,
+            payload={"description": "x"},
+            idempotency_key="k",
+            on_update=on_update,
+        )
+    first, second = recorder.times("GET")
+    assert second - first >= slow + 1.0
 
 
 async def test_cancel_gives_up_after_cancel_timeout() -> None:
