@@ -13,9 +13,10 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.text import Truncator
 
-from copilot.jobs.job_requests import TEXT_FIELD
 from copilot.jobs.models import GenerationJob
+from copilot.jobs.presenters import job_goal
 
 Status = GenerationJob.Status
 
@@ -41,26 +42,14 @@ def job_url(job: GenerationJob) -> str:
 
 
 def job_text(job: GenerationJob) -> str:
-    """The text the user asked with, on one line ("" when it is not text)."""
-    field = TEXT_FIELD.get(GenerationJob.Kind(job.kind), "")
-    value = (job.request or {}).get(field, "")
-    if isinstance(value, dict):  # generate: {"goal": …, "steps": […]}
-        value = value.get("goal", "")
-    return " ".join(value.split()) if isinstance(value, str) else ""
-
-
-def _shortened(text: str, *, words: int | None = None, chars: int | None = None) -> str:
-    if words is not None and len(text.split()) > words:
-        return " ".join(text.split()[:words]) + "…"
-    if chars is not None and len(text) > chars:
-        return text[: chars - 1].rstrip() + "…"
-    return text
+    """The text the user asked with (:func:`~copilot.jobs.presenters.job_goal`), one line."""
+    return " ".join(job_goal(job).split())
 
 
 def job_end_subject(*, job: GenerationJob, status: str) -> str:
     """``✓ Completed: Decompose a goal — Every morning at 8am, email me…`` (one line)."""
     subject = f"{STATUS_MARKS[Status(status)]} {Status(status).label}: {job.get_kind_display()}"
-    goal = _shortened(job_text(job), words=SUBJECT_WORDS)
+    goal = Truncator(job_text(job)).words(SUBJECT_WORDS)
     return f"{subject} — {goal}" if goal else subject
 
 
@@ -78,7 +67,7 @@ def job_end_email(
         "completed": status == Status.COMPLETED,
         "attempt": attempt,
         "summary": summary,
-        "goal": _shortened(job_text(job), chars=BODY_GOAL_CHARS),
+        "goal": Truncator(job_text(job)).chars(BODY_GOAL_CHARS),
         "url": job_url(job),
         "job_id": job.id,
     }

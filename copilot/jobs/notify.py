@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.db import connection, transaction
+from django.utils.text import Truncator
 
 from copilot.jobs import emails
 from copilot.jobs.models import GenerationJob, JobEvent
@@ -67,9 +68,7 @@ def attempt_end(*, job: GenerationJob, event_seq: int) -> AttemptEnd:
         summary = result_summary(job.result if isinstance(job.result, dict) else None)
     else:
         lines = (job.error_message or job.error_type or job.get_status_display()).splitlines()
-        summary = lines[0] if lines else ""
-        if len(summary) > SUMMARY_CHARS:
-            summary = summary[: SUMMARY_CHARS - 1].rstrip() + "…"
+        summary = Truncator(lines[0]).chars(SUMMARY_CHARS) if lines else ""
     return AttemptEnd(
         job_id=job.id,
         attempt=job.attempt,

@@ -2,9 +2,39 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from copilot.jobs.job_requests import TEXT_FIELD
 from copilot.jobs.models import GenerationJob, JobEvent
+
+
+def dicts_in(value: object) -> list[dict[str, Any]]:
+    """The dicts of a list from stored JSON (anything else in it, or a non-list: skipped)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def job_kind(job: GenerationJob) -> GenerationJob.Kind | None:
+    """The job's kind, or None for a stored value that is not one of ``Kind``."""
+    return GenerationJob.Kind(job.kind) if job.kind in GenerationJob.Kind.values else None
+
+
+def job_goal(job: GenerationJob) -> str:
+    """The text the user asked with (a goal, instructions or a change request); the pages
+    and the job-end emails show it."""
+    kind = job_kind(job)
+    field = TEXT_FIELD.get(kind, "") if kind is not None else ""
+    value = (job.request or {}).get(field, "")
+    if isinstance(value, dict):  # generate: {"goal": text}, or a decompose job's instructions
+        goal = value.get("goal")
+        if isinstance(goal, str):
+            return goal
+        steps = [s.get("description") for s in dicts_in(value.get("steps"))]
+        texts = [step for step in steps if isinstance(step, str)]
+        if steps and len(texts) == len(steps):
+            return "; ".join(texts)
+        return json.dumps(value, ensure_ascii=False)
+    return value if isinstance(value, str) else ""
 
 
 def job_as_dict(job: GenerationJob) -> dict[str, Any]:

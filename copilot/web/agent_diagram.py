@@ -14,16 +14,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from copilot.jobs.presenters import dicts_in
+
 #: A node whose block the catalogue does not know (and whose metadata names none).
 UNKNOWN_BLOCK = "Unknown block"
 #: Characters of an input's value shown in the list (the diagram shortens further).
 MAX_VALUE_CHARS = 120
 #: Metadata keys an editor may use to name a node, tried before the catalogue.
 NAME_KEYS = ("customized_name", "block_name", "name")
-
-
-def _dicts(value: object) -> list[dict[str, Any]]:
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def _dict(value: object) -> dict[str, Any]:
@@ -142,12 +140,12 @@ def agent_diagram(agent: dict[str, Any]) -> dict[str, Any]:
     and ``fed_by`` are ``{"step", "label", "output", "input"}`` (the other end of each link).
     A link is ``{"source", "sink", "source_name", "sink_name", "label"}``.
     """
-    raw_nodes = _dicts(agent.get("nodes"))
+    raw_nodes = dicts_in(agent.get("nodes"))
     ids = [str(node.get("id")) for node in raw_nodes]
     index = {node_id: i for i, node_id in enumerate(ids)}
     links = []
     edges = []
-    for link in _dicts(agent.get("links")):
+    for link in dicts_in(agent.get("links")):
         source, sink = str(link.get("source_id")), str(link.get("sink_id"))
         output, input_ = str(link.get("source_name", "")), str(link.get("sink_name", ""))
         links.append(

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any
 
-from copilot.jobs.job_requests import AGENT_FIELD, TEXT_FIELD
+from copilot.jobs.job_requests import AGENT_FIELD
 from copilot.jobs.models import GenerationJob
-from copilot.web.agent_diagram import agent_diagram as agent_diagram  # the pages' import
+from copilot.jobs.presenters import job_kind
 
 #: What each client error_type means for the person waiting on the job.
 ERROR_SENTENCES: dict[str, str] = {
@@ -57,31 +56,9 @@ def error_sentence(error_type: str | None) -> str:
     return ERROR_SENTENCES.get(error_type or "", DEFAULT_ERROR_SENTENCE)
 
 
-def _job_kind(job: GenerationJob) -> GenerationJob.Kind | None:
-    """The job's kind, or None for a stored value that is not one of ``Kind``."""
-    return GenerationJob.Kind(job.kind) if job.kind in GenerationJob.Kind.values else None
-
-
-def job_goal(job: GenerationJob) -> str:
-    """The text the user asked with (a goal, instructions or a change request)."""
-    kind = _job_kind(job)
-    field = TEXT_FIELD.get(kind, "") if kind is not None else ""
-    value = (job.request or {}).get(field, "")
-    if isinstance(value, dict):  # generate: {"goal": text}, or a decompose job's instructions
-        goal = value.get("goal")
-        if isinstance(goal, str):
-            return goal
-        steps = [s.get("description") for s in _dicts(value.get("steps"))]
-        texts = [step for step in steps if isinstance(step, str)]
-        if steps and len(texts) == len(steps):
-            return "; ".join(texts)
-        return json.dumps(value, ensure_ascii=False)
-    return value if isinstance(value, str) else ""
-
-
 def job_request_agent(job: GenerationJob) -> dict | None:
     """The agent JSON a job of kind update or customize was given, if any."""
-    kind = _job_kind(job)
+    kind = job_kind(job)
     field = AGENT_FIELD.get(kind) if kind is not None else None
     value = (job.request or {}).get(field) if field else None
     return value if isinstance(value, dict) else None
@@ -94,18 +71,14 @@ def result_agent(job: GenerationJob) -> dict | None:
     return agent if isinstance(agent, dict) else None
 
 
-def _dicts(value: object) -> list[dict[str, Any]]:
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
-
-
-#: The mark a finished job's tab title starts with (``static/copilot/job_title.js`` agrees).
+#: The mark a finished job's tab title starts with (``static/copilot/job_status_text.js`` agrees).
 END_MARKS: dict[str, str] = {"completed": "\u2713", "failed": "\u2717", "timed_out": "\u2717"}
 
 
 def title_state(job: GenerationJob, *, percent: float | None) -> str:
     """The start of a job page's tab title: "42%" while running, "✓ Completed" once ended.
 
-    A background tab shows the job's state at a glance; job_title.js keeps it current.
+    A background tab shows the job's state at a glance; job_status_text.js keeps it current.
     """
     label = job.get_status_display()
     if job.is_terminal:

@@ -28,9 +28,10 @@ from copilot.jobs.exceptions import (
 from copilot.jobs.job_requests import MAX_TEXT_CHARS
 from copilot.jobs.keyset import Cursor, InvalidCursor, cursor_decode, jobs_keyset_page
 from copilot.jobs.models import GenerationJob
-from copilot.jobs.presenters import event_line
+from copilot.jobs.presenters import event_line, job_goal
 from copilot.jobs.selectors import job_get
 from copilot.web import display
+from copilot.web.agent_diagram import agent_diagram
 from copilot.web.forms import AnswerForm, JobFilterForm, NewJobForm
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     for stale in ("page", "cursor"):  # ?page= was the old, numbered pagination
         query.pop(stale, None)
     rows = [
-        {"job": job, "goal": display.job_goal(job), "elapsed": display.format_elapsed(job.elapsed)}
+        {"job": job, "goal": job_goal(job), "elapsed": display.format_elapsed(job.elapsed)}
         for job in page.jobs
     ]
     return render(
@@ -164,7 +165,7 @@ def _render_job(
     context = {
         "title": f"{job.get_kind_display()} job",
         "job": job,
-        "goal": display.job_goal(job),
+        "goal": job_goal(job),
         "request_agent_json": display.pretty_json(request_agent) if request_agent else "",
         "events": [
             {"seq": e.seq, "type": e.type, "line": event_line(e)}
@@ -186,7 +187,7 @@ def _render_job(
         else "",
         "answer_form": answer_form,
         "agent_json": display.pretty_json(agent) if agent else "",
-        "agent_diagram": display.agent_diagram(agent) if agent else None,
+        "agent_diagram": agent_diagram(agent) if agent else None,
         "stream": not job.is_terminal,
         "events_url": f"/jobs/{job.id}/events",
         "heartbeat_ms": int(settings.COPILOT_HEARTBEAT_SECONDS * 1000),

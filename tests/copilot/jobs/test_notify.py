@@ -12,7 +12,7 @@ from django.core import mail
 from django.core.mail.backends import locmem
 from django.db import transaction
 
-from copilot.jobs import notify, services, transitions
+from copilot.jobs import emails, notify, services, transitions
 from copilot.jobs.models import GenerationJob
 from copilot.jobs.transitions import Transition
 from tests.support.live import free_port
@@ -214,6 +214,23 @@ def test_an_owner_without_an_address_gets_nothing(user, mailoutbox):
 
 
 # -- what it says -----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("kind", "stored", "goal"),
+    [
+        # The same goal the job page shows (copilot.jobs.presenters.job_goal), on one line.
+        ("generate", {"instructions": {"steps": [{"description": "Fetch news"}]}}, "Fetch news"),
+        ("generate", {"instructions": {"goal": "Mail\n  me"}}, "Mail me"),
+        ("retired", {"description": "x"}, ""),  # a stored kind no longer known: no goal
+    ],
+)
+def test_the_email_s_goal_is_the_page_s(owner, kind, stored, goal):
+    job = GenerationJob.objects.create(owner=owner, kind=kind, request=stored)
+    assert emails.job_text(job) == goal
+    subject = emails.job_end_subject(job=job, status="failed")
+    assert subject.endswith(f" — {goal}") if goal else "—" not in subject
 
 
 @pytest.mark.django_db
