@@ -81,15 +81,21 @@ def _older_than(cursor: Cursor) -> Q:
     return Q(created_at__lte=at) & (Q(created_at__lt=at) | Q(id__lt=cursor.id))
 
 
-def _newer_than(cursor: Cursor) -> Q:
-    at = cursor.created_at
-    return Q(created_at__gte=at) & (Q(created_at__gt=at) | Q(id__gt=cursor.id))
+def newer_than(*, created_at: datetime, job_id: uuid.UUID) -> Q:
+    """Jobs after ``(created_at, job_id)`` in ``(created_at, id)`` order (also pruning's walk)."""
+    # "created_at >= c" first so the index range is bounded; the OR only breaks ties.
+    at = created_at
+    return Q(created_at__gte=at) & (Q(created_at__gt=at) | Q(id__gt=job_id))
 
 
 def jobs_keyset_page(*, jobs: QuerySet, cursor: Cursor | None, size: int) -> KeysetPage:
     """One page of ``jobs`` (already filtered) of at most ``size``, starting at ``cursor``."""
     if cursor is not None and cursor.direction == NEWER:
-        batch = list(jobs.filter(_newer_than(cursor)).order_by("created_at", "id")[: size + 1])
+        batch = list(
+            jobs.filter(newer_than(created_at=cursor.created_at, job_id=cursor.id)).order_by(
+                "created_at", "id"
+            )[: size + 1]
+        )
         more = len(batch) > size
         found = batch[:size][::-1]
         return KeysetPage(

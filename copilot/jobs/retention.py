@@ -30,8 +30,9 @@ from datetime import datetime
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections, router, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
+from copilot.jobs.keyset import newer_than
 from copilot.jobs.models import GenerationJob, JobEvent
 
 #: Jobs per batch by default: a batch (and ten events a job) takes a fraction of a second.
@@ -110,8 +111,7 @@ def _prune_batch(
     jobs = prunable_jobs(finished_before=finished_before, statuses=statuses)
     if after is not None:
         at, last = after
-        # "created_at >= at" bounds the index range; the OR only breaks ties on id.
-        jobs = jobs.filter(Q(created_at__gte=at) & (Q(created_at__gt=at) | Q(id__gt=last)))
+        jobs = jobs.filter(newer_than(created_at=at, job_id=last))
     alias = router.db_for_write(GenerationJob)
     connection = connections[alias]
     batch = jobs.order_by("created_at", "id").values_list("created_at", "id")
@@ -119,8 +119,7 @@ def _prune_batch(
         if connection.vendor == "postgresql":
             locked = batch.select_for_update(skip_locked=True)[:size]
             return _prune_batch_postgresql(batch=locked, alias=alias)
-        if connection.features.has_select_for_update_skip_locked:
-            batch = batch.select_for_update(skip_locked=True)
+        # SQLite: one writer at a time, so there is no live job's lock to skip.
         return _prune_batch_by_ids(keys=list(batch[:size]), connection=connection)
 
 
