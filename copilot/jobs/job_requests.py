@@ -320,11 +320,6 @@ def field_errors(errors: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     return found
 
 
-def job_request_model(kind: str) -> type[BaseModel]:
-    """The schema of one kind of job request."""
-    return _MODELS[kind]
-
-
 def job_request_clean(*, kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     """Return the protocol payload for ``kind``, or raise InvalidJobRequest naming each field."""
     if not isinstance(payload, Mapping):

@@ -43,10 +43,10 @@ def thread_count() -> int:
 class DatabaseThreads:
     """``await threads.call(key, fn, ...)`` runs ``fn`` on the thread ``key`` maps to."""
 
-    def __init__(self, *, count: int | None = None, name: str = "runner-db", who: str = "") -> None:
+    def __init__(self, *, who: str, count: int | None = None, name: str = "runner-db") -> None:
         #: Every call's outcome feeds it: one log line when the database goes, one when it is
-        #: back (copilot.runner.outage).
-        self.outage = OutageLog(who=who or f"threads={name}")
+        #: back (copilot.runner.outage); ``who`` names the runner in those lines.
+        self.outage = OutageLog(who=who)
         self._queues: list[queue.SimpleQueue[_Call]] = []
         for n in range(count or thread_count()):
             calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -59,7 +58,7 @@ class JobDrive:
         client: AgentGeneratorClient,
         cancel: asyncio.Event,
         detach: asyncio.Event,
-        lease_left: Callable[[], float] | None = None,
+        lease_left: Callable[[], float],
     ) -> None:
         self.job_id = job_id
         self.owner = owner
@@ -69,7 +68,7 @@ class JobDrive:
         self.detach = detach
         #: Seconds this runner's lease on its jobs still holds (its heartbeat's age against
         #: COPILOT_RUNNER_DEAD_SECONDS); how long a write may wait out a database outage.
-        self.lease_left = lease_left or (lambda: math.inf)
+        self.lease_left = lease_left
         #: The runner's copy of the job: what its last write stored.
         self.job: GenerationJob | None = None
         #: The newest event seq this drive has seen stored (where a lost write is looked for).
@@ -161,7 +160,9 @@ class JobDrive:
             )
         elif update.kind == "progress":
             progress = {"percent": update.percent, "phase": update.phase}
-            await self._event(events.job_progress, type=JobEvent.Type.PROGRESS, data=progress)
+            await self._event(
+                events.job_progress, type=JobEvent.Type.PROGRESS, data=progress, fields=progress
+            )
 
     async def _transition(self, transition: Callable[..., Transition], **fields: Any) -> Transition:
         """Write ``transition`` of the runner's copy under the lease, then publish its event."""
@@ -191,9 +192,17 @@ class JobDrive:
         return change
 
     async def _event(
-        self, append: Callable[..., JobEvent], *, type: str, data: Mapping[str, Any]
+        self,
+        append: Callable[..., JobEvent],
+        *,
+        type: str,
+        data: Mapping[str, Any],
+        fields: Mapping[str, Any] | None = None,
     ) -> JobEvent:
-        """Append an event (``type`` with ``data``) under the lease, then publish it."""
+        """Append an event (``type`` with ``data``) under the lease, then publish it.
+
+        ``append`` is given ``fields`` (default: ``type`` and ``data``, as
+        :func:`~copilot.jobs.events.event_append` takes them)."""
         reconcile = functools.partial(
             self.db.call,
             self.job_id,
@@ -203,7 +212,8 @@ class JobDrive:
             type=type,
             data=data,
         )
-        fields = dict(data) if append is events.job_progress else {"type": type, "data": data}
+        if fields is None:
+            fields = {"type": type, "data": data}
         event = await self._db(
             append,
             reconcile=reconcile,

@@ -162,6 +162,8 @@ def _render_job(
     request_agent = display.job_request_agent(job)
     progress = job.progress or {}
     percent = 100 if job.status == GenerationJob.Status.COMPLETED else progress.get("percent")
+    if not isinstance(percent, int | float):
+        percent = None
     context = {
         "title": f"{job.get_kind_display()} job",
         "job": job,
@@ -171,10 +173,8 @@ def _render_job(
             {"seq": e.seq, "type": e.type, "line": event_line(e)}
             for e in job.events.order_by("seq")
         ],
-        "percent": percent if isinstance(percent, int | float) else None,
-        "title_state": display.title_state(
-            job, percent=percent if isinstance(percent, int | float) else None
-        ),
+        "percent": percent,
+        "title_state": display.title_state(job, percent=percent),
         "phase": progress.get("phase") or "",
         "elapsed": display.format_elapsed(job.elapsed),
         "can_stop": not job.is_terminal and job.cancel_requested_at is None,
