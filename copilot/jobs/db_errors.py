@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import sqlite3
 
+import psycopg
 from django.db import InterfaceError as DjangoInterfaceError
 
-try:  # PostgreSQL's driver is optional where only SQLite is used
-    import psycopg
-except ImportError:  # pragma: no cover - psycopg is a dependency of the project
-    psycopg = None  # type: ignore[assignment]
+__all__ = ["RETRY_AFTER_SECONDS", "UNAVAILABLE_DETAIL", "is_outage", "outage_reason"]
 
-__all__ = ["is_outage", "outage_reason"]
+#: What an answer during an outage says (pages, the API, a new event stream), and its
+#: ``Retry-After``: a restart or failover takes a few seconds.
+UNAVAILABLE_DETAIL = "The database is unavailable; retry in a few seconds."
+RETRY_AFTER_SECONDS = 5
 
 #: SQLSTATEs the server sends while it goes away or is not the primary yet: admin shutdown,
 #: crash shutdown, "the database system is starting up / shutting down" (cannot connect now),
@@ -50,7 +51,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
 def outage_reason(exc: BaseException) -> str | None:
     """A short reason when ``exc`` means the database is away (an outage); None otherwise."""
     for error in _chain(exc):
-        if psycopg is not None and isinstance(error, psycopg.Error):
+        if isinstance(error, psycopg.Error):
             if isinstance(error, psycopg.InterfaceError):
                 return "connection closed"
             sqlstate = error.sqlstate

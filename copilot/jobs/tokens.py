@@ -20,6 +20,13 @@ logger = logging.getLogger(__name__)
 #: Bytes of randomness in a new key (it is shown as about 43 URL-safe characters).
 KEY_BYTES = 32
 
+#: What a refused token is told, by the API and by the event stream alike: the text and the
+#: ``WWW-Authenticate`` challenge (RFC 6750's ``invalid_token``).
+INVALID_TOKEN_TEXT = "Invalid token."
+INVALID_TOKEN_CHALLENGE = 'Bearer error="invalid_token"'
+EXPIRED_TOKEN_TEXT = "Token expired; ask for a new one."
+EXPIRED_TOKEN_CHALLENGE = f'{INVALID_TOKEN_CHALLENGE}, error_description="The token expired"'
+
 
 def token_hash(*, key: str) -> str:
     """The SHA-256 (hex) under which a plain key is stored."""

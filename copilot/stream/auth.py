@@ -29,8 +29,13 @@ from django.contrib.auth.models import AnonymousUser
 
 from copilot.jobs.db_errors import is_outage
 from copilot.jobs.exceptions import TokenExpired
-from copilot.jobs.models import ApiToken
-from copilot.jobs.tokens import api_token_for_key
+from copilot.jobs.tokens import (
+    EXPIRED_TOKEN_CHALLENGE,
+    EXPIRED_TOKEN_TEXT,
+    INVALID_TOKEN_CHALLENGE,
+    INVALID_TOKEN_TEXT,
+    api_token_for_key,
+)
 
 BEARER_PREFIX = b"bearer "
 
@@ -57,16 +62,12 @@ class Refusal:
 
 NOT_LOGGED_IN = Refusal(body=b"Log in to follow this job.\n", headers=[])
 INVALID_TOKEN = Refusal(
-    body=b"Invalid token.\n", headers=[(b"www-authenticate", b'Bearer error="invalid_token"')]
+    body=INVALID_TOKEN_TEXT.encode() + b"\n",
+    headers=[(b"www-authenticate", INVALID_TOKEN_CHALLENGE.encode())],
 )
 EXPIRED_TOKEN = Refusal(
-    body=b"Token expired; ask for a new one.\n",
-    headers=[
-        (
-            b"www-authenticate",
-            b'Bearer error="invalid_token", error_description="The token expired"',
-        )
-    ],
+    body=EXPIRED_TOKEN_TEXT.encode() + b"\n",
+    headers=[(b"www-authenticate", EXPIRED_TOKEN_CHALLENGE.encode())],
 )
 
 
@@ -79,14 +80,10 @@ def bearer_key(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-def _token_for_key_sync(key: str) -> ApiToken | None:
-    return api_token_for_key(key=key)
-
-
 #: In a thread of its own: it writes (the token's use), and a write can wait out a lock (on
 #: SQLite, the busy timeout); in the one thread all the streams' reads share, every stream of
 #: the process would wait behind it.
-_token_for_key = database_sync_to_async(_token_for_key_sync, thread_sensitive=False)
+_token_for_key = database_sync_to_async(api_token_for_key, thread_sensitive=False)
 
 
 class _StreamAuthMiddleware(AuthMiddleware):
@@ -114,7 +111,7 @@ async def stream_login(scope: dict) -> StreamLogin | Refusal:
     key = bearer_key(scope.get("headers", []))
     if key is not None:
         try:
-            token = await _token_for_key(key) if key else None
+            token = await _token_for_key(key=key) if key else None
         except TokenExpired:
             return EXPIRED_TOKEN
         if token is None:

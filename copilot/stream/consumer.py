@@ -55,7 +55,8 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
-from copilot.jobs.db_errors import is_outage, outage_reason
+from copilot.jobs.db_errors import RETRY_AFTER_SECONDS as OUTAGE_RETRY_AFTER_SECONDS
+from copilot.jobs.db_errors import UNAVAILABLE_DETAIL, is_outage, outage_reason
 from copilot.jobs.metrics import STREAM_REPLAYED_EVENTS
 from copilot.jobs.presenters import job_as_dict
 from copilot.logs import request_id_from, request_id_var, user_id_var
@@ -207,8 +208,8 @@ class JobEventStream(AsyncHttpConsumer):
             logger.warning("stream refused, database unavailable reason=%s", outage_reason(exc))
             await self._answer(
                 503,
-                b"The database is unavailable; retry in a few seconds.\n",
-                [(b"retry-after", str(outage.RETRY_AFTER_SECONDS).encode())],
+                UNAVAILABLE_DETAIL.encode() + b"\n",
+                [(b"retry-after", str(OUTAGE_RETRY_AFTER_SECONDS).encode())],
             )
 
     def _request_id_header(self) -> tuple[bytes, bytes]:

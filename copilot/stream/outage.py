@@ -21,9 +21,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: ``Retry-After`` of a stream refused while the database is away (a restart takes seconds).
-RETRY_AFTER_SECONDS = 5
-
 #: While the database is away, a stream's read is tried again this often...
 RETRY_SECONDS = 1.0
 #: ...for this long; then the stream ends with ``reconnect`` (the client comes back later).
@@ -35,12 +32,18 @@ class DatabaseAway(Exception):
 
 
 async def read_through_outage(
-    read: Callable[[], Awaitable[T]], *, wanted: Callable[[], bool]
+    read: Callable[[], Awaitable[T]],
+    *,
+    wanted: Callable[[], bool],
+    retry_seconds: float = RETRY_SECONDS,
+    wait_seconds: float = WAIT_SECONDS,
 ) -> T | None:
-    """``await read()``, tried again while the database is away and ``wanted()`` holds.
+    """``await read()``, tried again every ``retry_seconds`` while the database is away and
+    ``wanted()`` holds.
 
     None once no longer wanted (the stream closed meanwhile); :class:`DatabaseAway` after
-    :data:`WAIT_SECONDS`; any other error as it is.
+    ``wait_seconds``; any other error as it is. (The two are parameters so that a test can
+    make the wait short.)
     """
     loop = asyncio.get_running_loop()
     give_up_at: float | None = None
@@ -51,10 +54,10 @@ async def read_through_outage(
             if not is_outage(exc):
                 raise
             if give_up_at is None:
-                give_up_at = loop.time() + WAIT_SECONDS
+                give_up_at = loop.time() + wait_seconds
             if loop.time() >= give_up_at:
                 raise DatabaseAway(outage_reason(exc)) from exc
-        await asyncio.sleep(RETRY_SECONDS)
+        await asyncio.sleep(retry_seconds)
         if not wanted():
             return None
 

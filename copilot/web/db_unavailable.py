@@ -36,13 +36,15 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.views import defaults
 
-from copilot.jobs.db_errors import is_outage, outage_reason
+from copilot.jobs.db_errors import (
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE_DETAIL,
+    is_outage,
+    outage_reason,
+)
 
 logger = logging.getLogger(__name__)
 
-#: ``Retry-After`` of a 503: a restart or failover takes a few seconds.
-RETRY_AFTER_SECONDS = 5
-DETAIL = "The database is unavailable; retry in a few seconds."
 TEMPLATE = "copilot/db_unavailable.html"
 API_PREFIX = "/api/"
 
@@ -52,11 +54,15 @@ def unavailable_response(request: HttpRequest, exc: BaseException) -> HttpRespon
     log_unavailable(request, exc)
     response: HttpResponse
     if request.path.startswith(API_PREFIX):
-        response = JsonResponse({"detail": DETAIL}, status=503)
+        response = JsonResponse({"detail": UNAVAILABLE_DETAIL}, status=503)
     else:
         # Rendered without the request: its context processors would read the session's
         # user, from the database that is away.
-        context = {"title": "Service unavailable", "user": AnonymousUser(), "detail": DETAIL}
+        context = {
+            "title": "Service unavailable",
+            "user": AnonymousUser(),
+            "detail": UNAVAILABLE_DETAIL,
+        }
         response = HttpResponse(render_to_string(TEMPLATE, context), status=503)
     return mark_unavailable(response)
 

@@ -23,12 +23,17 @@ from ninja.errors import HttpError
 from ninja.security import HttpBearer, SessionAuth
 
 from copilot.jobs.exceptions import TokenExpired
-from copilot.jobs.tokens import user_for_key
+from copilot.jobs.tokens import (
+    EXPIRED_TOKEN_CHALLENGE,
+    EXPIRED_TOKEN_TEXT,
+    INVALID_TOKEN_CHALLENGE,
+    INVALID_TOKEN_TEXT,
+    user_for_key,
+)
 from copilot.logs import user_id_var
 from copilot.web.api.body import body_check
 from copilot.web.api.errors import CsrfFailed, InvalidToken
 
-INVALID_TOKEN = 'Bearer error="invalid_token"'
 CSRF_FAILED = "CSRF failed: send the csrftoken cookie's value in the X-CSRFToken header."
 
 
@@ -48,11 +53,10 @@ class BearerToken(HttpBearer):
             user = user_for_key(key=token) if token else None
         except TokenExpired:
             raise InvalidToken(
-                "Token expired; ask for a new one.",
-                WWW_Authenticate=f'{INVALID_TOKEN}, error_description="The token expired"',
+                EXPIRED_TOKEN_TEXT, WWW_Authenticate=EXPIRED_TOKEN_CHALLENGE
             ) from None
         if user is None:
-            raise InvalidToken("Invalid token.", WWW_Authenticate=INVALID_TOKEN)
+            raise InvalidToken(INVALID_TOKEN_TEXT, WWW_Authenticate=INVALID_TOKEN_CHALLENGE)
         request.user = user  # the services act as the token's user
         user_id_var.set(user.pk)  # and the request's log lines name them
         body_check(request)

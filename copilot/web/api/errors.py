@@ -21,7 +21,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from copilot.jobs.db_errors import is_outage
+from copilot.jobs.db_errors import UNAVAILABLE_DETAIL, is_outage
 from copilot.jobs.exceptions import (
     IllegalTransition,
     InvalidJobRequest,
@@ -173,7 +173,7 @@ def install_handlers(api: NinjaAPI) -> None:
         if not is_outage(exc):
             raise exc  # a bug, not an outage: Django's 500, with its traceback
         db_unavailable.log_unavailable(request, exc)
-        response = detail_response(api, request, status=503, detail=db_unavailable.DETAIL)
+        response = detail_response(api, request, status=503, detail=UNAVAILABLE_DETAIL)
         return db_unavailable.mark_unavailable(response)
 
     handlers: list[tuple[type[Exception], Any]] = [

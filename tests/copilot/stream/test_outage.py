@@ -30,10 +30,8 @@ def _not_an_outage() -> OperationalError:
     return wrapped
 
 
-@pytest.fixture
-def quick(monkeypatch):
-    monkeypatch.setattr(outage, "RETRY_SECONDS", 0.01)
-    monkeypatch.setattr(outage, "WAIT_SECONDS", 0.2)
+#: Short waits: tried again every 10 ms, for 0.2 s.
+QUICK = {"retry_seconds": 0.01, "wait_seconds": 0.2}
 
 
 def _failing(errors: list[Exception], result: str = "page"):
@@ -48,29 +46,29 @@ def _failing(errors: list[Exception], result: str = "page"):
     return read, calls
 
 
-async def test_a_read_is_tried_again_until_the_database_answers(quick):
+async def test_a_read_is_tried_again_until_the_database_answers():
     read, calls = _failing([_refused(), _refused()])
-    assert await outage.read_through_outage(read, wanted=lambda: True) == "page"
+    assert await outage.read_through_outage(read, wanted=lambda: True, **QUICK) == "page"
     assert len(calls) == 3
 
 
-async def test_a_database_away_too_long_ends_the_wait(quick):
+async def test_a_database_away_too_long_ends_the_wait():
     read, calls = _failing([_refused()] * 1000)
     with pytest.raises(outage.DatabaseAway):
-        await outage.read_through_outage(read, wanted=lambda: True)
+        await outage.read_through_outage(read, wanted=lambda: True, **QUICK)
     assert 2 < len(calls) < 1000
 
 
-async def test_other_errors_are_not_waited_on(quick):
+async def test_other_errors_are_not_waited_on():
     read, calls = _failing([_not_an_outage()])
     with pytest.raises(OperationalError, match="no such table"):
-        await outage.read_through_outage(read, wanted=lambda: True)
+        await outage.read_through_outage(read, wanted=lambda: True, **QUICK)
     assert len(calls) == 1
 
 
-async def test_a_stream_that_closed_meanwhile_stops_waiting(quick):
+async def test_a_stream_that_closed_meanwhile_stops_waiting():
     read, calls = _failing([_refused()] * 1000)
-    assert await outage.read_through_outage(read, wanted=lambda: False) is None
+    assert await outage.read_through_outage(read, wanted=lambda: False, **QUICK) is None
     assert len(calls) == 1
 
 

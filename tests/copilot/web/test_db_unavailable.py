@@ -2,14 +2,12 @@
 traceback, and 200 again once it is back, with no restart (copilot.web.db_unavailable).
 
 Real processes: Daphne on PostgreSQL through the outage proxy (tests/support/db_outage.py);
-on SQLite, the same server while the test holds the database's write lock.
+on SQLite, the same server while the test holds the database's write lock (for as long
+as the writes take to give up, no longer).
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -19,10 +17,11 @@ from django.db import connection
 from django.test import Client
 
 from copilot.jobs import services
+from copilot.jobs.db_errors import RETRY_AFTER_SECONDS
+from copilot.jobs.db_errors import UNAVAILABLE_DETAIL as DETAIL
 from copilot.jobs.tokens import api_token_create
-from copilot.web.db_unavailable import DETAIL, RETRY_AFTER_SECONDS
 from tests.support import portal
-from tests.support.db_outage import DbOutageProxy
+from tests.support.db_outage import DbOutageProxy, database_cut
 from tests.support.web_outage import loud_lines, web_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -117,23 +116,9 @@ def test_pages_and_the_api_answer_503_during_a_postgresql_outage_then_200(user):
     assert output.count("database unavailable, answered 503") == 6
 
 
-def _hold_write_lock(path: str, *, seconds: float, held: threading.Event) -> None:
-    """Another writer holding SQLite's write lock (BEGIN IMMEDIATE) for ``seconds``."""
-    lock = sqlite3.connect(path, isolation_level=None)
-    try:
-        lock.execute("BEGIN IMMEDIATE")
-        held.set()
-        time.sleep(seconds)
-        lock.execute("ROLLBACK")
-    finally:
-        lock.close()
-
-
 def test_writes_answer_503_while_sqlite_s_write_lock_is_held_past_the_busy_timeout(user):
     if connection.vendor != "sqlite":
         pytest.skip("SQLite's write lock (the PostgreSQL pass runs the proxy test instead)")
-    from copilot.config import SQLITE_BUSY_TIMEOUT_SECONDS
-
     job = services.job_submit(user=user, kind="decompose", payload={"description": GOAL})
     cookie = _login(user)
     _, key = api_token_create(user=user)
@@ -143,28 +128,23 @@ def test_writes_answer_503_while_sqlite_s_write_lock_is_held_past_the_busy_timeo
         http.cookies.set("sessionid", cookie)
         assert http.get(f"/jobs/{job.id}/").status_code == 200
         csrf = http.cookies["csrftoken"]
-        held = threading.Event()
-        holder = threading.Thread(
-            target=_hold_write_lock,
-            args=(connection.settings_dict["NAME"],),
-            kwargs={"seconds": SQLITE_BUSY_TIMEOUT_SECONDS + 5, "held": held},
-        )
-        holder.start()
-        try:
-            assert held.wait(10)
-            with ThreadPoolExecutor(2) as pool:
-                cancel = pool.submit(
-                    http.post,
-                    f"/jobs/{job.id}/cancel/",
-                    headers={"X-CSRFToken": csrf},
-                )
-                submit = pool.submit(http.post, "/api/jobs/", json=body, headers=bearer)
-                # Reads go on meanwhile (WAL): only writes wait for the lock.
-                assert http.get(f"/jobs/{job.id}/").status_code == 200
-                _assert_unavailable_page(cancel.result())
-                _assert_unavailable_json(submit.result())
-        finally:
-            holder.join()
+        with database_cut(portal.test_database_url()) as cut:
+            end = cut.begin()
+            try:
+                with ThreadPoolExecutor(2) as pool:
+                    cancel = pool.submit(
+                        http.post,
+                        f"/jobs/{job.id}/cancel/",
+                        headers={"X-CSRFToken": csrf},
+                    )
+                    submit = pool.submit(http.post, "/api/jobs/", json=body, headers=bearer)
+                    # Reads go on meanwhile (WAL): only writes wait for the lock.
+                    assert http.get(f"/jobs/{job.id}/").status_code == 200
+                    cancelled, submitted = cancel.result(), submit.result()
+            finally:
+                end()
+        _assert_unavailable_page(cancelled)
+        _assert_unavailable_json(submitted)
         # The lock is gone: the same writes succeed, with no restart.
         assert (
             http.post(f"/jobs/{job.id}/cancel/", headers={"X-CSRFToken": csrf}).status_code == 302
