@@ -13,24 +13,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
 
+from tests.support.servers import server_reachable
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def _reachable(url: str, default_port: int) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection(
-            (parts.hostname or "127.0.0.1", parts.port or default_port), 2
-        ):
-            return True
-    except OSError:
-        return False
 
 
 def redis_test_url() -> str:
@@ -47,10 +36,11 @@ def pytest_collection_modifyitems(config, items) -> None:
         )
     else:
         db = settings.DATABASES["default"]
-        if not _reachable(f"postgres://{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}", 5432):
+        server = f"postgres://{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+        if not server_reachable(server, default_port=5432):
             postgres_skip = pytest.mark.skip(reason=f"PostgreSQL at {db['HOST']} is not reachable")
     redis_skip = None
-    if not _reachable(redis_test_url(), 6379):
+    if not server_reachable(redis_test_url(), default_port=6379):
         redis_skip = pytest.mark.skip(reason=f"Redis at {redis_test_url()} is not reachable")
     browser_skip = None
     if not shutil.which("chromium"):

@@ -6,21 +6,18 @@ PostgreSQL answers at TEST_POSTGRES_URL (default: the local server).
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 
 import psycopg
 import pytest
 
-from tests.support.db_outage import DbOutageProxy, server_reachable
+from tests.support.db_outage import DbOutageProxy
+from tests.support.servers import needs_postgres_server, postgres_server_url
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+POSTGRES_URL = postgres_server_url()
 
-
-pytestmark = pytest.mark.skipif(
-    not server_reachable(POSTGRES_URL), reason="no PostgreSQL at TEST_POSTGRES_URL"
-)
+pytestmark = needs_postgres_server
 
 
 def _connect(url: str) -> psycopg.Connection:

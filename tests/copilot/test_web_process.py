@@ -9,9 +9,10 @@ import pytest
 
 from copilot.jobs import services
 from copilot.jobs.models import GenerationJob
-from tests.copilot.runner.test_runner_recovery import GOAL, wait_for
+from tests.copilot.runner.test_runner_recovery import GOAL
 from tests.support.live import free_port, run_server
 from tests.support.portal import portal_env
+from tests.support.waiting import wait_for
 
 
 @pytest.mark.slow

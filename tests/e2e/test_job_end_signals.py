@@ -14,7 +14,12 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import PAGE_TIMEOUT_MS, Portal
-from tests.e2e.test_browser import log_in, start_decompose_job, wait_for_finished_page
+from tests.e2e.test_browser import (
+    log_in,
+    start_decompose_job,
+    wait_for_finished_page,
+    wait_until_recorded,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -74,10 +79,11 @@ def test_title_live_region_and_notification_follow_the_job(start_portal, chromiu
         wait_for_finished_page(page)
         expect(page).to_have_title(f"\u2713 Completed \u00b7 {NAME} | Agent Copilot")
         expect(page.locator("[data-job-announce]")).to_have_text(f"{NAME} completed.")
-        for _ in range(40):  # let Playwright deliver the last records
-            if ("announce", f"{NAME} completed.") in signals:
-                break
-            page.wait_for_timeout(50)
+        wait_until_recorded(
+            page,
+            lambda: ("announce", f"{NAME} completed.") in signals,
+            what="the live region's last announcement",
+        )
     finally:
         context.close()
 

@@ -11,33 +11,35 @@ written twice, and the runner process is still up afterwards.
 from __future__ import annotations
 
 import contextlib
-import itertools
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import httpx
 import pytest
 from django.db import connection
 
 from copilot.config import SQLITE_BUSY_TIMEOUT_SECONDS
 from copilot.jobs.models import GenerationJob, JobEvent
 from copilot.jobs.services import job_submit
-from tests.conftest import redis_test_url
 from tests.support import portal
-from tests.support.db_outage import DbOutageProxy
-from tests.support.live import LiveProcess, free_port, run_server
+from tests.support.db_outage import database_cut
+from tests.support.live import LiveProcess
+from tests.support.outage_scenario import (
+    GOAL,
+    all_in,
+    assert_exact_logs,
+    assert_one_submit_each,
+    redis_url,
+    reference_service,
+    sqlite_seconds,
+)
 from tests.support.portal import PortalProcess, portal_env, portal_process
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
-GOAL = "Every morning at 8am, fetch the top tech news and email a summary to me@example.com"
-
-
-def _redis_url() -> str:
-    """The test Redis, on a database of this module's own (5)."""
-    return redis_test_url().rsplit("/", 1)[0] + "/5"
+#: This module's own Redis database.
+REDIS_DB = 5
 
 
 @dataclass
@@ -49,75 +51,22 @@ class Setup:
     #: Cuts it until the returned callable is called.
     begin_outage: Callable[[], Callable[[], None]]
 
-    def stats(self) -> dict:
-        return httpx.get(f"{self.reference.url}/__stats", timeout=5).json()
-
-
-@contextlib.contextmanager
-def _sqlite_lock() -> Iterator[tuple[Callable[[float], None], Callable[[], Callable[[], None]]]]:
-    """Outages on SQLite: a connection of the test's own holds the write lock."""
-    path = connection.settings_dict["NAME"]
-
-    def begin() -> Callable[[], None]:
-        holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        holder.execute("BEGIN IMMEDIATE")
-        return holder.close  # (closing rolls the empty transaction back)
-
-    def outage(seconds: float) -> None:
-        end = begin()
-        time.sleep(seconds)
-        end()
-
-    yield outage, begin
-
 
 @contextlib.contextmanager
 def setup(*, job_seconds: float, **env_overrides: str) -> Iterator[Setup]:
     """The reference service, and one runworker whose database can be cut."""
-    database_url = portal.test_database_url()
     with contextlib.ExitStack() as stack:
-        if database_url.startswith("postgres"):
-            proxy = stack.enter_context(DbOutageProxy.for_url(database_url))
-            database_url = proxy.url_for(database_url)
-
-            def outage(seconds: float) -> None:
-                proxy.outage(seconds)
-
-            def begin_outage() -> Callable[[], None]:
-                proxy.begin_outage()
-                return proxy.end_outage
-
-        else:
-            outage, begin_outage = stack.enter_context(_sqlite_lock())
-        ref_port = free_port()
-        reference = stack.enter_context(
-            run_server(
-                args=[
-                    "-m", "agent_generator.reference", "--port", str(ref_port),
-                    "--job-seconds", str(job_seconds), "--expose-stats",
-                ],
-                port=ref_port,
-            )
-        )  # fmt: skip
+        cut = stack.enter_context(database_cut(portal.test_database_url()))
+        reference = stack.enter_context(reference_service(job_seconds=job_seconds))
         env = portal_env(
-            DATABASE_URL=database_url,
-            REDIS_URL=_redis_url(),
+            DATABASE_URL=cut.url,
+            REDIS_URL=redis_url(db=REDIS_DB),
             AGENT_GENERATOR_URL=reference.url,
             COPILOT_RUNNER_IN_PROCESS="false",
             **env_overrides,
         )
         runner = stack.enter_context(portal_process("runworker", "agent-generator", env=env))
-        yield Setup(reference=reference, runner=runner, outage=outage, begin_outage=begin_outage)
-
-
-def wait_for(predicate: Callable[[], object], *, seconds: float, what: str) -> object:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+        yield Setup(reference=reference, runner=runner, outage=cut.outage, begin_outage=cut.begin)
 
 
 def submit(users, per_user: int) -> list[str]:
@@ -126,37 +75,6 @@ def submit(users, per_user: int) -> list[str]:
         for user in users
         for _ in range(per_user)
     ]
-
-
-def all_in(job_ids: list[str], status: str) -> bool:
-    return GenerationJob.objects.filter(pk__in=job_ids, status=status).count() == len(job_ids)
-
-
-def assert_exact_logs(job_ids: list[str]) -> None:
-    """Each log is seq 1..N; each status appears once; no event stored twice in a row."""
-    for job_id in job_ids:
-        events = list(JobEvent.objects.filter(job_id=job_id).order_by("seq"))
-        assert [e.seq for e in events] == list(range(1, len(events) + 1)), job_id
-        transitions = [e.data["status"] for e in events if "previous" in e.data]
-        assert transitions == ["queued", "submitting", "running", "completed"], transitions
-        for before, after in itertools.pairwise(events):
-            assert (before.type, before.data) != (after.type, after.data), (job_id, after.seq)
-        assert GenerationJob.objects.get(pk=job_id).last_event_seq == len(events)
-
-
-def assert_one_submit_each(setup: Setup, job_ids: list[str]) -> None:
-    stats = setup.stats()
-    assert stats["jobs_created"] == len(job_ids)
-    for job_id in job_ids:
-        assert stats["submits_by_key"].get(f"{job_id}:1") == 1, job_id
-
-
-def sqlite_seconds(seconds: float, *, long: bool) -> float:
-    """On SQLite a writer waits out a lock for the busy timeout before it errs: a ``long``
-    outage there lasts past it, so the runner meets the error."""
-    if connection.vendor == "sqlite" and long:
-        return SQLITE_BUSY_TIMEOUT_SECONDS + 3
-    return seconds
 
 
 def expected_outages(seconds: float) -> int:
@@ -196,7 +114,7 @@ def test_running_jobs_ride_out_a_database_outage(users, outage_seconds, job_seco
         # After a 20 s outage the jobs ended upstream meanwhile; a 3 s one ends before they do.
         wait_for(lambda: all_in(job_ids, "completed"), seconds=30, what="every job to complete")
         assert_exact_logs(job_ids)
-        assert_one_submit_each(s, job_ids)
+        assert_one_submit_each(s.reference, job_ids)
         assert_rode_it_out(s, outages=expected_outages(seconds))
 
 
@@ -216,7 +134,7 @@ def test_an_outage_longer_than_the_lease_hands_the_jobs_on(users) -> None:
             end()
         wait_for(lambda: all_in(job_ids, "completed"), seconds=30, what="every job to complete")
         assert_exact_logs(job_ids)
-        assert_one_submit_each(s, job_ids)
+        assert_one_submit_each(s.reference, job_ids)
         output = assert_rode_it_out(s, outages=1)
         assert "runner heartbeat was stale" in output, output
         if connection.vendor == "postgresql":
@@ -239,7 +157,7 @@ def test_a_runner_cut_off_from_the_database_is_taken_over_by_one_that_is_not(use
         end = s.begin_outage()
         try:
             env = portal_env(
-                REDIS_URL=_redis_url(),
+                REDIS_URL=redis_url(db=REDIS_DB),
                 AGENT_GENERATOR_URL=s.reference.url,
                 COPILOT_RUNNER_IN_PROCESS="false",
                 COPILOT_RUNNER_DEAD_SECONDS="2",
@@ -259,7 +177,7 @@ def test_a_runner_cut_off_from_the_database_is_taken_over_by_one_that_is_not(use
         )
         assert len(holders) == len(job_ids)
         assert_exact_logs(job_ids)
-        assert_one_submit_each(s, job_ids)
+        assert_one_submit_each(s.reference, job_ids)
         assert "Traceback" not in b_output, b_output
         # A is back on the database: it finds its leases gone and carries on, idle.
         wait_for(lambda: "database back" in s.runner.output(), seconds=15, what="A to reconnect")
@@ -277,5 +195,5 @@ def test_an_idle_runner_rides_out_an_outage_and_takes_new_jobs_after(users) -> N
         job_ids = submit(users, per_user=2)
         wait_for(lambda: all_in(job_ids, "completed"), seconds=30, what="every job to complete")
         assert_exact_logs(job_ids)
-        assert_one_submit_each(s, job_ids)
+        assert_one_submit_each(s.reference, job_ids)
         assert_rode_it_out(s, outages=range(2))

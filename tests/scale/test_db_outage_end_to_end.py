@@ -32,23 +32,24 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from copilot.jobs.db_errors import RETRY_AFTER_SECONDS
 from copilot.jobs.models import JobEvent
 from copilot.jobs.tokens import api_token_create
-from copilot.web.db_unavailable import RETRY_AFTER_SECONDS
-from tests.conftest import redis_test_url
-from tests.scale.test_db_outage import (
+from tests.support import portal
+from tests.support.db_outage import database_cut
+from tests.support.event_follower import EventFollower
+from tests.support.live import LiveProcess
+from tests.support.outage_scenario import (
     GOAL,
-    _sqlite_lock,
     all_in,
     assert_exact_logs,
+    assert_one_submit_each,
+    redis_url,
+    reference_service,
     sqlite_seconds,
-    wait_for,
 )
-from tests.support import portal
-from tests.support.db_outage import DbOutageProxy
-from tests.support.event_follower import EventFollower
-from tests.support.live import LiveProcess, free_port, run_server
 from tests.support.portal import PortalProcess, portal_env, portal_process
+from tests.support.waiting import wait_for
 from tests.support.web_outage import loud_lines, web_server
 
 pytestmark = [
@@ -63,9 +64,8 @@ JOBS = 4
 STREAM_MAX_SECONDS = "4"
 
 
-def _redis_url() -> str:
-    """The test Redis, on a database of this module's own (12)."""
-    return redis_test_url().rsplit("/", 1)[0] + "/12"
+#: This module's own Redis database.
+REDIS_DB = 12
 
 
 @dataclass
@@ -76,64 +76,31 @@ class Portal:
     #: Cuts the database (for both processes) until the returned callable is called.
     begin_outage: Callable[[], Callable[[], None]]
 
-    def stats(self) -> dict:
-        return httpx.get(f"{self.reference.url}/__stats", timeout=5).json()
-
-
-@contextlib.contextmanager
-def _outage_switch() -> Iterator[tuple[DbOutageProxy | None, Callable[[], Callable[[], None]]]]:
-    """How this database is cut: the proxy on PostgreSQL, a held write lock on SQLite."""
-    if connection.vendor != "postgresql":
-        with _sqlite_lock() as (_, begin):
-            yield None, begin
-        return
-    with DbOutageProxy.for_url(portal.test_database_url()) as proxy:
-
-        def begin() -> Callable[[], None]:
-            proxy.begin_outage()
-            return proxy.end_outage
-
-        yield proxy, begin
-
 
 @contextlib.contextmanager
 def running_portal(*, job_seconds: float) -> Iterator[Portal]:
     """The reference service, a web process and a runner, on one database that can be cut."""
     with contextlib.ExitStack() as stack:
-        proxy, begin = stack.enter_context(_outage_switch())
-        ref_port = free_port()
-        reference = stack.enter_context(
-            run_server(
-                args=[
-                    "-m", "agent_generator.reference", "--port", str(ref_port),
-                    "--job-seconds", str(job_seconds), "--expose-stats",
-                ],
-                port=ref_port,
-            )
-        )  # fmt: skip
-        database_url = portal.test_database_url()
-        if proxy is not None:
-            database_url = proxy.url_for(database_url)
-        shared = {"REDIS_URL": _redis_url(), "AGENT_GENERATOR_URL": reference.url}
+        cut = stack.enter_context(database_cut(portal.test_database_url()))
+        reference = stack.enter_context(reference_service(job_seconds=job_seconds))
+        shared = {"REDIS_URL": redis_url(db=REDIS_DB), "AGENT_GENERATOR_URL": reference.url}
         runner = stack.enter_context(
             portal_process(
                 "runworker",
                 "agent-generator",
-                env=portal_env(
-                    DATABASE_URL=database_url, COPILOT_RUNNER_IN_PROCESS="false", **shared
-                ),
+                env=portal_env(DATABASE_URL=cut.url, COPILOT_RUNNER_IN_PROCESS="false", **shared),
             )
         )
         web = stack.enter_context(
             web_server(
-                proxy=proxy,
+                database_url=cut.url,
                 COPILOT_HEARTBEAT_SECONDS="1",
                 COPILOT_STREAM_MAX_SECONDS=STREAM_MAX_SECONDS,
                 COPILOT_MAX_ACTIVE_JOBS_PER_USER=str(JOBS),
                 **shared,
             )
         )
-        yield Portal(reference=reference, web=web, runner=runner, begin_outage=begin)
+        yield Portal(reference=reference, web=web, runner=runner, begin_outage=cut.begin)
 
 
 @dataclass
@@ -214,13 +181,6 @@ def stored_log(job_id: str) -> list[tuple[int, str, object]]:
     ]
 
 
-def assert_one_submit_each(s: Portal, job_ids: list[str]) -> None:
-    stats = s.stats()
-    assert stats["jobs_created"] == len(job_ids), stats
-    for job_id in job_ids:
-        assert stats["submits_by_key"].get(f"{job_id}:1") == 1, (job_id, stats)
-
-
 def assert_clients_got_the_logs(followers: list[EventFollower], job_ids: list[str]) -> None:
     for follower, job_id in zip(followers, job_ids, strict=True):
         assert follower.error is None and follower.finished, vars(follower)
@@ -249,7 +209,7 @@ def test_a_database_outage_mid_job_loses_nothing_anywhere(
         assert s.web.poll() is None, s.web.output()
         assert s.runner.process.poll() is None, s.runner.output()
         web_output, runner_output = s.web.output(), s.runner.output()
-        assert_one_submit_each(s, job_ids)
+        assert_one_submit_each(s.reference, job_ids)
     assert loud_lines(web_output) == [], web_output
     assert loud_lines(runner_output) == [], runner_output
     for url, status, retry_after in answers:

@@ -25,6 +25,7 @@ from copilot.jobs.tokens import api_token_create
 from tests.support.live import free_port, run_server
 from tests.support.portal import portal_env, portal_process
 from tests.support.sse_client import follow
+from tests.support.waiting import wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -143,16 +144,6 @@ def session_for(user) -> str:
     client = Client()
     client.force_login(user)
     return client.cookies["sessionid"].value
-
-
-def wait_for(predicate, *, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def assert_exact_log(job_id: str, events: list[dict]) -> None:

@@ -11,32 +11,29 @@ connection is closed at once (both sides; the client reads EOF or a reset, psyco
 ``OperationalError``), and new connections are accepted and closed at once until the database
 is "back". No root, no ``pg_ctl``: the test or benchmark starts it on 127.0.0.1 and stops it.
 It imports nothing of pytest or Django, so a benchmark can use it too.
+
+:func:`database_cut` cuts whichever database a URL names: PostgreSQL through this proxy,
+SQLite by a connection of the caller's own holding the file's write lock (past the busy
+timeout, the writers meet "database is locked").
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import sqlite3
 import struct
 import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["DbOutageProxy", "server_reachable"]
+__all__ = ["DatabaseCut", "DbOutageProxy", "database_cut"]
 
 _ACCEPT_POLL_SECONDS = 0.2
 _CHUNK = 65536
-
-
-def server_reachable(database_url: str) -> bool:
-    """Whether something listens where ``database_url`` points (for a skip reason)."""
-    parts = urlsplit(database_url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), 2):
-            return True
-    except OSError:
-        return False
 
 
 def _hard_close(sock: socket.socket) -> None:
@@ -263,3 +260,44 @@ class DbOutageProxy:
         with self._lock:
             self._pairs.discard(pair)
         pair.close()
+
+
+@dataclass(frozen=True)
+class DatabaseCut:
+    """A database that can be cut: processes connect with ``url``; ``begin()`` starts an
+    outage and returns the callable that ends it."""
+
+    url: str
+    begin: Callable[[], Callable[[], None]]
+
+    def outage(self, seconds: float) -> None:
+        """An outage of ``seconds`` (blocks for it)."""
+        end = self.begin()
+        try:
+            time.sleep(seconds)
+        finally:
+            end()
+
+
+@contextlib.contextmanager
+def database_cut(database_url: str) -> Iterator[DatabaseCut]:
+    """PostgreSQL: through a :class:`DbOutageProxy` (every connection dropped, new ones
+    refused). SQLite (``sqlite:///<path>``): the URL as it is, and an outage is a connection of
+    this process holding the write lock (``BEGIN IMMEDIATE``); closing it ends the outage."""
+    if database_url.startswith("sqlite:"):
+        path = database_url.removeprefix("sqlite:///")
+
+        def hold_lock() -> Callable[[], None]:
+            holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            holder.execute("BEGIN IMMEDIATE")
+            return holder.close  # (closing rolls the empty transaction back)
+
+        yield DatabaseCut(url=database_url, begin=hold_lock)
+        return
+    with DbOutageProxy.for_url(database_url) as proxy:
+
+        def drop_and_refuse() -> Callable[[], None]:
+            proxy.begin_outage()
+            return proxy.end_outage
+
+        yield DatabaseCut(url=proxy.url_for(database_url), begin=drop_and_refuse)

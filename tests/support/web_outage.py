@@ -19,11 +19,15 @@ _LOUD = re.compile(r"Traceback|\bERROR\b|\"level\": \"ERROR\"")
 
 
 @contextlib.contextmanager
-def web_server(*, proxy: DbOutageProxy | None = None, **env: str) -> Iterator[LiveProcess]:
-    """Daphne serving the portal on the test database (through ``proxy`` when given)."""
-    database_url = test_database_url()
-    if proxy is not None:
-        database_url = proxy.url_for(database_url)
+def web_server(
+    *, proxy: DbOutageProxy | None = None, database_url: str | None = None, **env: str
+) -> Iterator[LiveProcess]:
+    """Daphne serving the portal on ``database_url`` (default: the test database, through
+    ``proxy`` when given)."""
+    if database_url is None:
+        database_url = test_database_url()
+        if proxy is not None:
+            database_url = proxy.url_for(database_url)
     port = free_port()
     args = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "copilot.asgi:application"]
     environment = portal_env(DATABASE_URL=database_url, COPILOT_RUNNER_IN_PROCESS="false", **env)

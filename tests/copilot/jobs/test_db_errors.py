@@ -7,7 +7,6 @@ in both passes wherever a PostgreSQL answers at TEST_POSTGRES_URL.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,13 +18,10 @@ from django.db import DatabaseError, IntegrityError, OperationalError, Programmi
 from django.db.utils import ConnectionHandler
 
 from copilot.jobs.db_errors import is_outage, outage_reason
-from tests.support.db_outage import DbOutageProxy, server_reachable
+from tests.support.db_outage import DbOutageProxy
+from tests.support.servers import needs_postgres_server, postgres_server_url
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-
-needs_postgres = pytest.mark.skipif(
-    not server_reachable(POSTGRES_URL), reason="no PostgreSQL at TEST_POSTGRES_URL"
-)
+POSTGRES_URL = postgres_server_url()
 
 
 def _django_postgres(*, port: int | None = None):
@@ -76,7 +72,7 @@ def _query(conn, sql: str) -> None:
         cursor.execute(sql)
 
 
-@needs_postgres
+@needs_postgres_server
 def test_a_connection_dropped_by_the_outage_is_an_outage(proxied) -> None:
     proxy, conn = proxied
     _query(conn, "select 1")
@@ -86,7 +82,7 @@ def test_a_connection_dropped_by_the_outage_is_an_outage(proxied) -> None:
     assert outage_reason(exc) == "connection lost or refused"
 
 
-@needs_postgres
+@needs_postgres_server
 def test_a_connection_refused_during_the_outage_is_an_outage(proxied) -> None:
     proxy, conn = proxied
     proxy.begin_outage()
@@ -95,7 +91,7 @@ def test_a_connection_refused_during_the_outage_is_an_outage(proxied) -> None:
     assert outage_reason(exc) == "connection lost or refused"
 
 
-@needs_postgres
+@needs_postgres_server
 def test_a_query_on_a_connection_closed_after_the_outage_is_an_outage(proxied) -> None:
     proxy, conn = proxied
     _query(conn, "select 1")
@@ -106,7 +102,7 @@ def test_a_query_on_a_connection_closed_after_the_outage_is_an_outage(proxied) -
     assert is_outage(exc)
 
 
-@needs_postgres
+@needs_postgres_server
 def test_a_backend_terminated_by_an_administrator_is_an_outage() -> None:
     victim = _django_postgres()
     try:
@@ -124,7 +120,7 @@ def test_a_backend_terminated_by_an_administrator_is_an_outage() -> None:
     assert outage_reason(exc) == "server says 57P01"
 
 
-@needs_postgres
+@needs_postgres_server
 def test_a_read_only_server_during_a_failover_is_an_outage() -> None:
     conn = _django_postgres()
     try:
@@ -156,7 +152,7 @@ def test_server_and_connection_errors_are_outages_wrapped_or_not(error) -> None:
     assert is_outage(wrapped)
 
 
-@needs_postgres
+@needs_postgres_server
 @pytest.mark.parametrize(
     ("sql", "kind"),
     [
@@ -175,7 +171,7 @@ def test_errors_about_the_query_are_not_outages(sql, kind) -> None:
     assert not is_outage(exc)
 
 
-@needs_postgres
+@needs_postgres_server
 def test_a_constraint_is_not_an_outage() -> None:
     conn = _django_postgres()
     try:

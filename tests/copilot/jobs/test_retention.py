@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from io import StringIO
 
@@ -13,6 +14,7 @@ from django.utils import timezone
 from copilot.jobs import retention
 from copilot.jobs.models import GenerationJob, JobEvent
 from copilot.jobs.retention import PruneResult, jobs_prune, prune_count
+from tests.support import job_history
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.alldb]
 
@@ -20,28 +22,8 @@ Status = GenerationJob.Status
 TERMINAL = list(GenerationJob.TERMINAL_STATUSES)
 EVENTS_PER_JOB = 3
 
-
-def fill(user, *, count: int, status: str, days_ago: float) -> list[GenerationJob]:
-    """``count`` jobs created and (when terminal) finished ``days_ago``, with their events."""
-    at = timezone.now() - timedelta(days=days_ago)
-    terminal = status in GenerationJob.TERMINAL_STATUSES
-    jobs = GenerationJob.objects.bulk_create(
-        GenerationJob(
-            owner=user,
-            kind="decompose",
-            status=status,
-            created_at=at - timedelta(seconds=i % 3),  # some share a created_at: ties by id
-            finished_at=at if terminal else None,
-            last_event_seq=EVENTS_PER_JOB,
-        )
-        for i in range(count)
-    )
-    JobEvent.objects.bulk_create(
-        JobEvent(job=job, seq=seq, type="status", data={"status": status})
-        for job in jobs
-        for seq in range(1, EVENTS_PER_JOB + 1)
-    )
-    return jobs
+#: ``fill(user, count=..., status=..., days_ago=...)``: jobs with EVENTS_PER_JOB events each.
+fill = functools.partial(job_history.fill, events_per_job=EVENTS_PER_JOB)
 
 
 def events_per_job() -> set[int]:

@@ -15,14 +15,13 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
 from django.db.models import Count
-from django.utils import timezone
 
 from copilot.jobs.models import GenerationJob, JobEvent
+from tests.support import job_history
 from tests.support.portal import ROOT, portal_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres, pytest.mark.slow]
@@ -35,22 +34,13 @@ BLOCKED_AT = 500  # the job (0-based, in pruning's order) whose event the test l
 
 def fill(user) -> list[GenerationJob]:
     """JOBS completed jobs that finished 40 days ago, in pruning's order (created_at, id)."""
-    at = timezone.now() - timedelta(days=40)
-    jobs = GenerationJob.objects.bulk_create(
-        GenerationJob(
-            owner=user,
-            kind="decompose",
-            status=GenerationJob.Status.COMPLETED,
-            created_at=at - timedelta(seconds=i % 7),
-            finished_at=at,
-            last_event_seq=EVENTS_PER_JOB,
-        )
-        for i in range(JOBS)
-    )
-    JobEvent.objects.bulk_create(
-        JobEvent(job=job, seq=seq, type="status", data={})
-        for job in jobs
-        for seq in range(1, EVENTS_PER_JOB + 1)
+    job_history.fill(
+        user,
+        count=JOBS,
+        status=GenerationJob.Status.COMPLETED,
+        days_ago=40,
+        events_per_job=EVENTS_PER_JOB,
+        ties_every=7,
     )
     return list(GenerationJob.objects.order_by("created_at", "id"))
 

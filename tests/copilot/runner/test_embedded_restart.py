@@ -13,9 +13,10 @@ from copilot.config import ConfigError
 from copilot.jobs import services
 from copilot.jobs.models import GenerationJob, JobEvent
 from copilot.runner import upstream
-from tests.copilot.runner.test_runner_recovery import GOAL, wait_for
+from tests.copilot.runner.test_runner_recovery import GOAL
 from tests.support.live import free_port, run_server
 from tests.support.portal import portal_env
+from tests.support.waiting import wait_for
 
 Status = GenerationJob.Status
 STORE = "COPILOT_EMBEDDED_AGENT_GENERATOR_STORE"

@@ -15,9 +15,9 @@ import pytest
 from copilot.jobs import services
 from copilot.jobs.models import GenerationJob
 from tests.copilot.runner.test_runner import GOAL
-from tests.copilot.runner.test_runner_recovery import wait_for
 from tests.support.live import free_port, run_server
 from tests.support.portal import portal_env, portal_process
+from tests.support.waiting import wait_for
 
 Status = GenerationJob.Status
 BASE = "https://portal.example.com"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Iterator
 
@@ -15,13 +14,10 @@ import pytest
 from django.db import IntegrityError, OperationalError
 
 from copilot.runner.outage import OutageLog, retrying
-from tests.support.db_outage import DbOutageProxy, server_reachable
+from tests.support.db_outage import DbOutageProxy
+from tests.support.servers import needs_postgres_server, postgres_server_url
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-
-needs_postgres = pytest.mark.skipif(
-    not server_reachable(POSTGRES_URL), reason="no PostgreSQL at TEST_POSTGRES_URL"
-)
+POSTGRES_URL = postgres_server_url()
 
 
 class Database:
@@ -62,7 +58,7 @@ def proxy() -> Iterator[DbOutageProxy]:
         yield proxy
 
 
-@needs_postgres
+@needs_postgres_server
 async def test_a_call_waits_out_an_outage_and_logs_it_once(proxy, caplog) -> None:
     caplog.set_level(logging.INFO, logger="copilot.runner.outage")
     log = OutageLog(who="owner=test")
@@ -80,7 +76,7 @@ async def test_a_call_waits_out_an_outage_and_logs_it_once(proxy, caplog) -> Non
     assert log.outages == 1 and log.down_since is None
 
 
-@needs_postgres
+@needs_postgres_server
 async def test_give_up_ends_the_wait(proxy) -> None:
     db = Database(proxy.url_for(POSTGRES_URL), OutageLog(who="test"))
     proxy.begin_outage()
@@ -95,7 +91,7 @@ async def test_give_up_ends_the_wait(proxy) -> None:
     proxy.end_outage()
 
 
-@needs_postgres
+@needs_postgres_server
 async def test_an_interrupt_cuts_the_wait_short(proxy) -> None:
     db = Database(proxy.url_for(POSTGRES_URL), OutageLog(who="test"))
     proxy.begin_outage()
@@ -114,7 +110,7 @@ async def test_an_interrupt_cuts_the_wait_short(proxy) -> None:
     assert time.monotonic() - started < 0.5
 
 
-@needs_postgres
+@needs_postgres_server
 async def test_reconcile_is_asked_before_each_retry_and_its_answer_wins(proxy) -> None:
     db = Database(proxy.url_for(POSTGRES_URL), OutageLog(who="test"))
     asked: list[int] = []

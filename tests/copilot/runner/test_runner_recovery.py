@@ -20,19 +20,9 @@ from tests.copilot.conftest import running
 from tests.copilot.runner.test_runner import GOAL, reload, runner_for, submit, wait_until_ended
 from tests.support.live import free_port, run_server
 from tests.support.portal import portal_env, portal_process
+from tests.support.waiting import wait_for
 
 Status = GenerationJob.Status
-
-
-def wait_for(predicate, *, seconds: float, what: str, process=None):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    detail = f"\n{process.output()}" if process is not None else ""
-    raise AssertionError(f"timed out waiting for {what}{detail}")
 
 
 @pytest.mark.slow

@@ -27,9 +27,9 @@ from copilot.runner.runner import Runner
 from copilot.runner.thread import RunnerThread
 from tests.copilot.conftest import client_factory_for, running
 from tests.copilot.runner.test_runner import GOAL, submit
-from tests.copilot.runner.test_runner_recovery import wait_for
 from tests.support.live import free_port, run_server
 from tests.support.portal import portal_env, portal_process
+from tests.support.waiting import wait_for
 
 Status = GenerationJob.Status
 

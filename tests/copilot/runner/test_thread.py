@@ -12,9 +12,10 @@ from copilot.jobs.models import GenerationJob, RunnerHeartbeat
 from copilot.runner.runner import Runner
 from copilot.runner.thread import RunnerThread
 from tests.copilot.conftest import client_factory_for
-from tests.copilot.runner.test_runner_recovery import GOAL, wait_for
+from tests.copilot.runner.test_runner_recovery import GOAL
 from tests.support.live import free_port, run_server
 from tests.support.portal import portal_env, portal_process
+from tests.support.waiting import wait_for
 
 Status = GenerationJob.Status
 
