@@ -340,7 +340,12 @@ def portal_env(*, database_url: str, redis_url: str = "", **extra: str) -> dict[
 
 
 def django_setup(env: dict[str, str]) -> None:
-    """Configure Django in this (the load generator's) process with a portal's environment."""
+    """Configure Django in this (the load generator's) process with a portal's environment;
+    once: a later call (a bench's next run) changes nothing, as settings are read once."""
+    from django.apps import apps
+
+    if apps.ready:
+        return
     for key in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "SECRET_KEY"):
         os.environ.pop(key, None)
         if key in env:

@@ -30,10 +30,13 @@ from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
+from bench._support import ms, percentile  # noqa: E402
+from bench.history_data import username  # noqa: E402
+
 URLS = [
     "/admin/copilot/generationjob/",
     "/admin/copilot/generationjob/?status__exact=failed",
-    "/admin/copilot/generationjob/?q=user00500",
+    f"/admin/copilot/generationjob/?q={username(500)}",
 ]
 RUNS = 5
 
@@ -54,10 +57,9 @@ def main() -> None:
                 response = client.get(url)
                 times.append(time.perf_counter() - start)
             sql.append(sum(float(q["time"]) for q in queries.captured_queries))
-        times.sort()
         print(
-            f"{url}: {response.status_code}, p50 {times[RUNS // 2] * 1000:.0f} ms, "
-            f"{len(queries.captured_queries)} queries, SQL {sorted(sql)[RUNS // 2] * 1000:.0f} ms"
+            f"{url}: {response.status_code}, p50 {ms(percentile(times, 0.5))} ms, "
+            f"{len(queries.captured_queries)} queries, SQL {ms(percentile(sql, 0.5))} ms"
         )
 
 

@@ -20,12 +20,10 @@ submit (``/__stats``), event log seq 1..N, and the runner process still up.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import sqlite3
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -47,13 +45,10 @@ from bench._support import (
     table,
     wait_until,
 )
-from tests.support.db_outage import DbOutageProxy
+from tests.support.db_outage import database_cut
 
 GOAL = "Every morning at 8am, fetch the top tech news and email a summary to me@example.com"
-TERMINAL = {"completed", "failed", "cancelled"}
-
-#: Whether this process's Django is set up (once: settings are read once).
-rows_started: list[bool] = []
+TERMINAL = {"completed", "failed", "cancelled", "timed_out"}
 
 
 def submit(count: int) -> list[str]:
@@ -95,27 +90,6 @@ def caught_up(db: tuple[str, int, str], upstream: tuple[str, int]) -> bool:
     return db[0] in TERMINAL or db[1] >= percent
 
 
-@contextlib.contextmanager
-def database_cut(database: BenchDatabase) -> Iterator[tuple[str, Callable[[], Callable[[], None]]]]:
-    """(the runner's DATABASE_URL, begin_outage() -> end_outage)."""
-    if database.kind == "postgres":
-        with DbOutageProxy.for_url(database.url) as proxy:
-
-            def begin_proxy() -> Callable[[], None]:
-                proxy.begin_outage()
-                return proxy.end_outage
-
-            yield proxy.url_for(database.url), begin_proxy
-        return
-
-    def begin_lock() -> Callable[[], None]:
-        holder = sqlite3.connect(database.name, isolation_level=None, check_same_thread=False)
-        holder.execute("BEGIN IMMEDIATE")
-        return holder.close
-
-    yield database.url, begin_lock
-
-
 def one_run(
     *, database: BenchDatabase, jobs: int, outage: float, job_seconds: float, settle: float
 ) -> dict:
@@ -130,7 +104,7 @@ def one_run(
             port=port,
             ready="/health",
         ),
-        database_cut(database) as (runner_url, begin_outage),
+        database_cut(database.url) as cut,
     ):
         base = f"http://127.0.0.1:{port}"
         env = portal_env(
@@ -140,13 +114,11 @@ def one_run(
             COPILOT_RUNNER_IN_PROCESS="false",
             LOG_LEVEL="INFO",
         )
-        if not rows_started:
-            django_setup(env)
-            rows_started.append(True)
+        django_setup(env)  # (the first run's: settings are read once)
         runner = Process(
             name="runworker",
             args=[PYTHON, "manage.py", "runworker", "agent-generator"],
-            env={**env, "DATABASE_URL": runner_url},
+            env={**env, "DATABASE_URL": cut.url},
         )
         try:
             return measure(
@@ -156,7 +128,7 @@ def one_run(
                 outage=outage,
                 settle=settle,
                 job_seconds=job_seconds,
-                begin_outage=begin_outage,
+                begin_outage=cut.begin,
             )
         finally:
             runner.stop()

@@ -305,15 +305,6 @@ class Writer:
 
 def prune(url: str, *, active_job: str, extra: Sequence[str] = ()) -> dict[str, object]:
     """``prune_jobs --older-than 180d *extra`` beside a Writer: its time and the writes' waits."""
-    import psycopg
-
-    count_sql = (
-        "SELECT count(*), coalesce(sum(last_event_seq), 0) FROM copilot_generationjob "
-        "WHERE status IN ('completed', 'failed', 'cancelled', 'timed_out') "
-        "AND finished_at < now() - interval '180 days'"
-    )
-    with psycopg.connect(url) as conn:
-        jobs, events = first_row(conn.execute(count_sql))
     writer = Writer(url=url, job_id=active_job)
     thread = threading.Thread(target=writer.run, name="event-writer", daemon=True)
     thread.start()
@@ -324,27 +315,61 @@ def prune(url: str, *, active_job: str, extra: Sequence[str] = ()) -> dict[str, 
     time.sleep(1)
     writer.stop.set()
     thread.join(30)
+    output = result.stdout.strip().splitlines()[-1:] or [""]
+    deleted = re.fullmatch(r"deleted (\d+) job\(s\) and (\d+) event\(s\)", output[0])
+    if deleted is None:
+        raise SetupError(f"prune_jobs said {output[0]!r}, not what it deleted")
     return {
-        "jobs": jobs,
-        "events": events,
+        "jobs": int(deleted[1]),
+        "events": int(deleted[2]),
         "seconds": seconds,
-        "output": result.stdout.strip().splitlines()[-1:] or [""],
         "writes": len(writer.waits),
         "write_p50": statistics.median(writer.waits) if writer.waits else float("nan"),
         "write_max": max(writer.waits, default=float("nan")),
     }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data's sizes and the target database (also bench/history_prune.py's)."""
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=1_000)
     parser.add_argument("--events-per-job", type=int, default=10)
     parser.add_argument(
         "--database-url",
         default="postgres://postgres@127.0.0.1:5432/history_bench",
-        help="dropped and recreated from the filled template on every run",
+        help="dropped and recreated from the filled template (named after it) on every run",
     )
+
+
+@dataclass
+class Copy:
+    """A fresh copy of the template: how long the copy and its migrations took."""
+
+    copied: float
+    migrated: float
+    applied: list[str]
+
+
+def fresh_copy(server: Server, *, template: str) -> Copy:
+    """The target dropped, copied from the template, migrated and ANALYZEd."""
+    server.drop(server.name)
+    started = time.monotonic()
+    server.sql(f'CREATE DATABASE "{server.name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
+    copied = time.monotonic() - started
+    started = time.monotonic()
+    migrated = manage("migrate", "--noinput", url=server.url).stdout
+    applied = [line.strip() for line in migrated.splitlines() if "Applying" in line]
+    migrate_seconds = time.monotonic() - started
+    import psycopg
+
+    with psycopg.connect(server.url, autocommit=True) as conn:  # the copy, not the server's
+        conn.execute("ANALYZE")
+    return Copy(copied=copied, migrated=migrate_seconds, applied=applied)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_data_arguments(parser)
     parser.add_argument("--keep", action="store_true", help="reuse the filled template")
     parser.add_argument("--skip-prune", action="store_true")
     parser.add_argument("--deep-pages", type=int, default=1000, help="next links to a deep page")
@@ -364,21 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     say(machine())
     template, how = template_ready(server, sizes=sizes, keep=options.keep)
     say(f"template {template}: {how}")
-    server.drop(server.name)
-    started = time.monotonic()
-    server.sql(f'CREATE DATABASE "{server.name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
-    copied = time.monotonic() - started
-    started = time.monotonic()
-    migrated = manage("migrate", "--noinput", url=server.url).stdout
-    applied = [line.strip() for line in migrated.splitlines() if "Applying" in line]
-    migrate_seconds = time.monotonic() - started
-    import psycopg
-
-    with psycopg.connect(server.url, autocommit=True) as conn:
-        conn.execute("ANALYZE")
-        size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))")
-        db_size = first_row(size)[0]
-    say(f"copied in {copied:.0f} s; migrate {migrate_seconds:.1f} s {applied or '(nothing new)'}")
+    copy = fresh_copy(server, template=template)
+    applied = copy.applied
+    db_size = server.sql("SELECT pg_size_pretty(pg_database_size(%s))", [server.name])[0][0]
+    say(
+        f"copied in {copy.copied:.0f} s; migrate {copy.migrated:.1f} s {applied or '(nothing new)'}"
+    )
     say(f"database {server.name}: {db_size}")
     data = samples(server.url)
     port = free_port()
@@ -426,7 +442,7 @@ def report(options, argv, rows, pruned, *, how: str, db_size: str, applied: list
         say("")
         say(
             f"prune_jobs --older-than 180d: {pruned['seconds']:.1f} s for {pruned['jobs']:,} "
-            f"jobs and {pruned['events']:,} events ({pruned['output'][0]}); "
+            f"jobs and {pruned['events']:,} events; "
             f"concurrent event appends: {pruned['writes']}, p50 {ms(pruned['write_p50'])} ms, "
             f"longest wait {ms(pruned['write_max'])} ms"
         )

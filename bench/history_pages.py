@@ -75,6 +75,3 @@ def admin_filters(page: str, *, typed: str) -> list[tuple[str, str]]:
         if links:
             found.append((f"date hierarchy = {links[0][1].strip()}", html.unescape(links[0][0])))
     return found
-
-
-# -- the run -------------------------------------------------------------------------------

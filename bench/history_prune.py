@@ -25,21 +25,26 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._support import SetupError, command_line, machine, ms
-from bench.history import Server, manage, prune, samples, say, template_ready
+from bench.history import (
+    Server,
+    add_data_arguments,
+    fresh_copy,
+    prune,
+    samples,
+    say,
+    template_ready,
+)
 from bench.history_data import FillSizes, first_row
 
 STATS_SQL = "SELECT pg_current_wal_lsn(), checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
 
 
-def fresh_copy(server: Server, *, template: str) -> None:
-    """The target, copied from the template, migrated, analyzed and checkpointed."""
+def checkpointed_copy(server: Server, *, template: str) -> None:
+    """bench/history.py's fresh copy, then a CHECKPOINT: every run starts right after one."""
     import psycopg
 
-    server.drop(server.name)
-    server.sql(f'CREATE DATABASE "{server.name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
-    manage("migrate", "--noinput", url=server.url)
+    fresh_copy(server, template=template)
     with psycopg.connect(server.url, autocommit=True) as conn:
-        conn.execute("ANALYZE")
         conn.execute("CHECKPOINT")
 
 
@@ -61,14 +66,7 @@ def wal_written(url: str, *, since: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=1_000_000)
-    parser.add_argument("--users", type=int, default=1_000)
-    parser.add_argument("--events-per-job", type=int, default=10)
-    parser.add_argument(
-        "--database-url",
-        default="postgres://postgres@127.0.0.1:5432/history_bench",
-        help="the copy, dropped and recreated on every run (the template is named after it)",
-    )
+    add_data_arguments(parser)
     parser.add_argument("--batch-size", type=int, help="passed to prune_jobs")
     parser.add_argument("--runs", type=int, default=1)
     return parser
@@ -88,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = []
     for run in range(1, options.runs + 1):
         started = time.monotonic()
-        fresh_copy(server, template=template)
+        checkpointed_copy(server, template=template)
         say(f"run {run}: copy ready in {time.monotonic() - started:.0f} s; pruning")
         active = samples(server.url).active_job
         lsn, checkpoints = wal_and_checkpoints(server.url)
@@ -97,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoints = wal_and_checkpoints(server.url)[1] - checkpoints
         lines.append(
             f"run {run}: {pruned['seconds']:.1f} s for {pruned['jobs']:,} jobs and "
-            f"{pruned['events']:,} events ({pruned['output'][0]}); concurrent event appends: "
+            f"{pruned['events']:,} events; concurrent event appends: "
             f"{pruned['writes']}, p50 {ms(pruned['write_p50'])} ms, longest wait "
             f"{ms(pruned['write_max'])} ms; WAL {wal / 2**20:,.0f} MB, {checkpoints} checkpoint(s)"
         )
